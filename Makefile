@@ -1,0 +1,67 @@
+# rvl-llm: `make demo` runs the whole chain on the embedded sample; `make test` runs the tests.
+# Everything runs inside .venv, made by `make setup` (idempotent; quick once done).
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+RVL      := $(BIN)/rvl-llm
+
+MODEL    ?= tiny-llama3
+DATA     ?= sample/data
+MAXLEN   ?= 512
+TRAIN_MAXLEN ?= 256
+NAME     ?= demo-$(MODEL)
+EPOCHS   ?= 4
+BATCH    ?= 8
+CHECKPOINT ?= log/$(NAME)/final
+OUT      ?= results
+TRAIN_FLAGS ?=
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= true
+
+.PHONY: setup sample prepare train eval report demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned first so pip takes the CPU wheel; the project's own `torch>=2.4` is then met.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+sample: setup
+	$(BIN)/python -m rvl_llm.sample --out sample
+
+prepare: sample
+	$(RVL) prepare --data $(DATA) --model $(MODEL) --max-len $(MAXLEN) --generative
+
+train: sample
+	$(RVL) train --data $(DATA) --model $(MODEL) --name $(NAME) --generative \
+		--max-len $(TRAIN_MAXLEN) --num-epochs $(EPOCHS) --batch-size $(BATCH) --overwrite $(TRAIN_FLAGS)
+
+eval: setup
+	$(RVL) eval --checkpoint $(CHECKPOINT) --max-len $(MAXLEN) --out-dir $(OUT)
+
+report: setup
+	$(RVL) report $(OUT)
+
+demo: sample
+	$(MAKE) --no-print-directory prepare MAXLEN=$(TRAIN_MAXLEN)
+	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory eval
+
+test: sample
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: sample
+	$(BIN)/python bench/bench_prepare.py
+	$(BIN)/python bench/bench_eval.py
+
+clean:
+	rm -rf data_cache log results bench/out

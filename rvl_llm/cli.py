@@ -1,0 +1,33 @@
+"""The ``rvl-llm`` command: one click group; each stage brings its own commands.
+
+Every command module imports only click at load time, so ``rvl-llm --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from rvl_llm import __version__
+from rvl_llm.pipeline.cli import cache_group, prepare_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rvl-llm")
+def main() -> None:
+    """Fine-tune LLMs to classify documents from their OCR text."""
+
+
+@main.command("presets")
+def presets_command() -> None:
+    """List the model presets."""
+    from rvl_llm.presets import load_presets
+
+    for name, preset in load_presets().items():
+        click.echo(
+            f"{name:<14} {preset.model:<30} trainable={preset.trainable:<6} "
+            f"pad={preset.pad_token}  {preset.description}"
+        )
+
+
+main.add_command(prepare_command)
+main.add_command(cache_group)

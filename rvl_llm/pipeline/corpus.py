@@ -1,0 +1,105 @@
+"""Finding and reading the OCR JSON files of a corpus folder.
+
+Names are ``{prefix}{anything}_{label}{suffix}.json``; the label is the last ``_``-separated number
+before the suffix. Files are listed in sorted order so shards and row order are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvl_llm.errors import RvlError
+
+_LABEL_AT_END = re.compile(r"(?:^|_)(\d+)$")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    label: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+    label: int
+    replaced_utf8: bool  # the bytes were not valid UTF-8 and were decoded with replacement
+
+
+class BadFile(RvlError):
+    """A per-file problem: fatal unless --skip-bad-files turns it into a listed skip."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def scan_folder(data_dir: Path) -> list[os.DirEntry[str]]:
+    """All ``*.json`` entries of the data folder, sorted by name."""
+    if not data_dir.is_dir():
+        raise RvlError(f"--data {data_dir}: no such folder")
+    with os.scandir(data_dir) as entries:
+        found = sorted((e for e in entries if e.name.endswith(".json")), key=lambda e: e.name)
+    if not found:
+        raise RvlError(f"--data {data_dir}: the folder holds no .json files")
+    return found
+
+
+def parse_label(name: str, prefix: str, suffix: str) -> int | None:
+    """The label of a file name of this split, or None when the name has no label number."""
+    stem = name[len(prefix) : -len(suffix + ".json")] if suffix else name[len(prefix) : -5]
+    match = _LABEL_AT_END.search(stem)
+    return int(match.group(1)) if match else None
+
+
+def split_files(
+    entries: list[os.DirEntry[str]], prefix: str, suffix: str
+) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
+    """This split's files (sorted) and the names that belong to it but carry no label number."""
+    files, unlabelled = [], []
+    ending = suffix + ".json"
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        path = Path(entry.path)
+        label = parse_label(entry.name, prefix, suffix) if entry.name.endswith(ending) else None
+        if label is None:
+            unlabelled.append((path, f"no label number before '{ending}' in the file name"))
+            continue
+        stat = entry.stat()
+        files.append(SourceFile(path, label, stat.st_size, stat.st_mtime_ns))
+    return files, unlabelled
+
+
+def read_document(source: SourceFile) -> Document:
+    """Read one file; raise BadFile for anything that is not a JSON object with a string "ocr"."""
+    path = source.path
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise BadFile(path, f"cannot read ({err.strerror})") from err
+    try:
+        text = raw.decode("utf-8")
+        replaced = False
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        replaced = True
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadFile(path, f"malformed JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(data, dict) or "ocr" not in data:
+        raise BadFile(path, 'no "ocr" field')
+    ocr = data["ocr"]
+    if not isinstance(ocr, str):
+        raise BadFile(path, f'the "ocr" field is a {type(ocr).__name__}, not a string')
+    doc_id = data.get("id", data.get("path", path.name))
+    return Document(str(doc_id), ocr, source.label, replaced)

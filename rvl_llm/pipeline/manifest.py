@@ -1,0 +1,195 @@
+"""The shard schema and the manifest: the one contract between prepare, train and evaluate.
+
+A cache entry is a folder ``<cache-dir>/<key>/`` holding ``manifest.json`` and one folder per split
+with uncompressed Arrow IPC stream shards. A split exists only once the manifest lists it; the
+manifest is replaced atomically after the split's folder is in place, so a reader never sees half.
+train and evaluate read shards only through :class:`Manifest`; they never tokenise documents.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rvl_llm.errors import RvlError
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
+# Bump when the shard layout or the meaning of a column changes: it is part of every cache key.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "validation", "test")
+MODES = ("classifier", "generative")
+IGNORE_INDEX = -100  # label value outside the completion: ignored by the loss
+
+
+def shard_schema(generative: bool) -> pa.Schema:
+    """Columns of every shard; ``labels`` exists in generative mode only."""
+    import pyarrow as pa
+
+    columns = [pa.field("input_ids", pa.list_(pa.int32()))]
+    if generative:
+        columns.append(pa.field("labels", pa.list_(pa.int32())))
+    columns += [
+        pa.field("prompt_len", pa.int32()),  # tokens before the completion (all, in classifier)
+        pa.field("label", pa.int32()),  # class index
+        pa.field("length", pa.int32()),  # len(input_ids): drives length-grouped batching
+        pa.field("doc_id", pa.string()),
+        pa.field("truncated", pa.bool_()),
+    ]
+    return pa.schema(columns)
+
+
+@dataclass(frozen=True)
+class TemplateIds:
+    """The token segments every row is built from, recorded so no later stage re-tokenises.
+
+    generative: ``prefix + document + directive | completion[label]`` (completion = " name" + EOS)
+    classifier: ``prefix + document + suffix`` (the tokenizer's own special tokens)
+    """
+
+    mode: str
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    directive: tuple[int, ...]
+    completions: tuple[tuple[int, ...], ...]
+    document_budget: int  # document tokens kept at most; the same for every class
+
+    @property
+    def max_completion_len(self) -> int:
+        return max((len(c) for c in self.completions), default=0)
+
+    def prompt(self, document: list[int] | tuple[int, ...]) -> list[int]:
+        """The ids a model sees before the completion (generative) or in total (classifier)."""
+        doc = list(document[: self.document_budget])
+        if self.mode == "generative":
+            return [*self.prefix, *doc, *self.directive]
+        return [*self.prefix, *doc, *self.suffix]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TemplateIds:
+        return cls(
+            mode=data["mode"],
+            prefix=tuple(data["prefix"]),
+            suffix=tuple(data["suffix"]),
+            directive=tuple(data["directive"]),
+            completions=tuple(tuple(c) for c in data["completions"]),
+            document_budget=int(data["document_budget"]),
+        )
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str  # relative to the split's folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    rows: int
+    shards: tuple[ShardInfo, ...]
+    truncated: int
+    empty: int  # documents whose text is empty or whitespace only (kept)
+    replaced_utf8: int  # files whose bytes were not valid UTF-8 (decoded with replacement)
+    skipped_files: tuple[str, ...]  # --skip-bad-files: name and reason of each
+    class_counts: dict[str, int]
+    length: dict[str, float]  # token-length summary: min, mean, median, p90, p99, max
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SplitInfo:
+        data = dict(data)
+        data["shards"] = tuple(ShardInfo(**s) for s in data["shards"])
+        data["skipped_files"] = tuple(data["skipped_files"])
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    root: Path
+    key: str
+    settings: dict[str, Any]  # every part of the cache key, in clear text
+    template: TemplateIds
+    splits: dict[str, SplitInfo]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.settings["labels"])
+
+    @property
+    def mode(self) -> str:
+        return self.settings["mode"]
+
+    @property
+    def generative(self) -> bool:
+        return self.mode == "generative"
+
+    @property
+    def max_len(self) -> int:
+        return int(self.settings["max_len"])
+
+    def split_dir(self, split: str) -> Path:
+        return self.root / split
+
+    def shard_paths(self, split: str) -> list[Path]:
+        info = self.split_info(split)
+        return [self.split_dir(split) / s.file for s in info.shards]
+
+    def split_info(self, split: str) -> SplitInfo:
+        if split not in self.splits:
+            raise RvlError(
+                f"cache entry {self.root} has no split {split!r} (has: {', '.join(self.splits)})"
+            )
+        return self.splits[split]
+
+    def dataset(self, split: str) -> datasets.Dataset:
+        """The split as a memory-mapped ``datasets.Dataset`` (no copy into Python objects)."""
+        import datasets
+
+        parts = [datasets.Dataset.from_file(str(p)) for p in self.shard_paths(split)]
+        if not parts:  # a split whose every file was skipped
+            from datasets import Dataset
+
+            return Dataset.from_dict({name: [] for name in shard_schema(self.generative).names})
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "key": self.key,
+            "settings": self.settings,
+            "template": asdict(self.template),
+            "splits": {name: info.to_json() for name, info in self.splits.items()},
+        }
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        path = Path(root) / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise RvlError(f"{path}: no manifest (not a prepared cache entry)") from err
+        except (OSError, ValueError) as err:
+            raise RvlError(f"{path}: unreadable manifest ({err})") from err
+        if data.get("format_version") != FORMAT_VERSION:
+            raise RvlError(
+                f"{path}: shard format {data.get('format_version')} is not this version's "
+                f"{FORMAT_VERSION}; run prepare again"
+            )
+        return cls(
+            root=Path(root),
+            key=data["key"],
+            settings=data["settings"],
+            template=TemplateIds.from_json(data["template"]),
+            splits={k: SplitInfo.from_json(v) for k, v in data["splits"].items()},
+        )

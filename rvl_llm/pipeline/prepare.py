@@ -1,0 +1,245 @@
+"""``run_prepare``: a corpus folder -> one verified cache entry with the requested splits.
+
+Read top to bottom: resolve labels, model and files; derive the key; under the key's lock reuse
+every split that verifies and build the others (tokeniser loaded only then), each into a
+temporary folder moved into place when complete, the manifest replaced last.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rvl_llm.errors import RvlError
+from rvl_llm.pipeline import cache
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.corpus import (
+    BadFile,
+    Document,
+    SourceFile,
+    read_document,
+    scan_folder,
+    split_files,
+)
+from rvl_llm.pipeline.manifest import FORMAT_VERSION, SPLITS, Manifest, SplitInfo, TemplateIds
+from rvl_llm.pipeline.shards import ShardWriter
+from rvl_llm.pipeline.template import build_row
+from rvl_llm.presets import resolve_model
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    manifest: Manifest
+    built: tuple[str, ...]  # splits tokenised by this call
+    reused: tuple[str, ...]  # splits found complete in the cache
+    seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)  # rebuilt corrupt shards, skips
+
+    @property
+    def root(self) -> Path:
+        return self.manifest.root
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    labels: tuple[str, ...]
+    files: dict[str, list[SourceFile]]  # every split's files: all of them key the cache
+    bad_names: dict[str, list[tuple[Path, str]]]  # per split: files with a name problem
+    tokenizer_dir: Path
+    settings: dict[str, Any]
+
+
+def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
+    start = time.perf_counter()
+    say = log or (lambda _msg: None)
+    inputs = _resolve_inputs(cfg)
+    key = cache.cache_key(inputs.settings)
+    root = cfg.cache_dir.resolve() / key
+    notes: list[str] = []
+    with cache.entry_lock(cfg.cache_dir, key):
+        cache.remove_leftovers(root)
+        manifest = cache.read_manifest(root)
+        todo = []
+        for split in cfg.splits:
+            problem = (
+                None
+                if manifest is None or split not in manifest.splits
+                else (cache.split_problem(manifest, split))
+            )
+            if problem:
+                notes.append(f"cache: {problem}; rebuilding split {split}")
+                say(notes[-1])
+            if manifest is None or split not in manifest.splits or problem:
+                todo.append(split)
+        if todo:
+            manifest = _build(cfg, inputs, root, key, manifest, todo, notes, say)
+    assert manifest is not None
+    reused = tuple(s for s in cfg.splits if s not in todo)
+    return PrepareResult(manifest, tuple(todo), reused, time.perf_counter() - start, tuple(notes))
+
+
+def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
+    labels = cfg.label_names()
+    source = resolve_model(cfg.model)
+    entries = scan_folder(cfg.data_dir)
+    files, bad_names = {}, {}
+    for split in SPLITS:
+        files[split], bad_names[split] = split_files(entries, cfg.prefix(split), cfg.suffix)
+    for split in cfg.splits:
+        if not files[split] and not bad_names[split]:
+            raise RvlError(
+                f"--data {cfg.data_dir}: no files for split {split!r} "
+                f"(expected {cfg.prefix(split)}*_<label>{cfg.suffix}.json)"
+            )
+        for path, reason in _label_problems(files[split], labels):
+            bad_names[split].append((path, reason))
+        files[split] = [f for f in files[split] if f.label < len(labels)]
+        if bad_names[split] and not cfg.skip_bad_files:
+            path, reason = bad_names[split][0]
+            raise RvlError(f"{path}: {reason} (--skip-bad-files skips such files)")
+    tokenizer_dir = source.tokenizer_dir()
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "mode": cfg.mode,
+        "max_len": cfg.max_len,
+        "response_template": cfg.response_template if cfg.generative else None,
+        "labels": list(labels),
+        "tokenizer": cache.tokenizer_fingerprint(tokenizer_dir),
+        "data": {
+            "dir": str(cfg.data_dir.resolve()),
+            "prefixes": {s: cfg.prefix(s) for s in SPLITS},
+            "suffix": cfg.suffix,
+            "files": {s: len(files[s]) for s in SPLITS},
+            "fingerprint": cache.data_fingerprint(files),
+        },
+        "source": {"model": cfg.model, "location": source.location},
+    }
+    return _Inputs(labels, files, bad_names, tokenizer_dir, settings)
+
+
+def _label_problems(files: list[SourceFile], labels: Sequence[str]) -> list[tuple[Path, str]]:
+    return [
+        (f.path, f"label {f.label} is outside the label set (0..{len(labels) - 1}, see --labels)")
+        for f in files
+        if f.label >= len(labels)
+    ]
+
+
+def _build(
+    cfg: PrepareConfig,
+    inputs: _Inputs,
+    root: Path,
+    key: str,
+    manifest: Manifest | None,
+    todo: list[str],
+    notes: list[str],
+    say: Log,
+) -> Manifest:
+    from rvl_llm.pipeline.tokenize import batch_encoder, build_template, load_tokenizer, raw_backend
+
+    tokenizer = load_tokenizer(inputs.tokenizer_dir, trust_remote_code=cfg.trust_remote_code)
+    encode = batch_encoder(raw_backend(tokenizer))
+    template = build_template(
+        tokenizer,
+        encode,
+        generative=cfg.generative,
+        response_template=cfg.response_template,
+        labels=inputs.labels,
+        max_len=cfg.max_len,
+    )
+    if manifest is None or manifest.template != template:
+        manifest = Manifest(root, key, inputs.settings, template, {})
+    for split in todo:
+        info = _build_split(cfg, inputs, split, template, encode, root, say)
+        notes.extend(f"skipped {name}" for name in info.skipped_files)
+        splits = {**manifest.splits, split: info}
+        manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
+        cache.write_json_atomic(root / "manifest.json", manifest.to_json())
+    return manifest
+
+
+def _build_split(
+    cfg: PrepareConfig,
+    inputs: _Inputs,
+    split: str,
+    template: TemplateIds,
+    encode: Callable[[list[str]], list[list[int]]],
+    root: Path,
+    say: Log,
+) -> SplitInfo:
+    from tqdm.auto import tqdm
+
+    from rvl_llm.pipeline.tokenize import encode_documents
+
+    start = time.perf_counter()
+    skipped = [f"{p.name}: {reason}" for p, reason in inputs.bad_names[split]]
+    folder = cache.temp_dir(root, split)
+    writer = ShardWriter(folder, generative=cfg.generative, labels=inputs.labels)
+    bar = tqdm(
+        total=len(inputs.files[split]),
+        desc=f"prepare {split}",
+        unit="doc",
+        disable=None if cfg.progress is None else not cfg.progress,
+    )
+    try:
+        for docs, bad in _read_chunks(inputs.files[split], cfg.batch_size):
+            if bad and not cfg.skip_bad_files:
+                raise bad[0]
+            skipped += [f"{b.path.name}: {b.reason}" for b in bad]
+            token_ids = encode_documents(encode, [d.text for d in docs], template.document_budget)
+            rows = [
+                build_row(ids, d.label, template) for ids, d in zip(token_ids, docs, strict=True)
+            ]
+            writer.write(rows, docs)
+            bar.update(len(docs) + len(bad))
+        shards = writer.close()
+        cache.replace_dir(folder, root / split)
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+    return SplitInfo(
+        rows=sum(s.rows for s in shards),
+        shards=tuple(shards),
+        truncated=writer.truncated,
+        empty=writer.empty,
+        replaced_utf8=writer.replaced_utf8,
+        skipped_files=tuple(skipped),
+        class_counts=writer.named_class_counts(),
+        length=writer.length_summary(),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def _read_chunk(files: list[SourceFile]) -> tuple[list[Document], list[BadFile]]:
+    docs, bad = [], []
+    for source in files:
+        try:
+            docs.append(read_document(source))
+        except BadFile as err:
+            bad.append(err)
+    return docs, bad
+
+
+def _read_chunks(
+    files: list[SourceFile], size: int
+) -> Iterator[tuple[list[Document], list[BadFile]]]:
+    """Chunks of parsed documents; the next chunk is read while the caller tokenises this one
+    (the Rust tokenizer releases the GIL, so reading and tokenising overlap)."""
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_read_chunk, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            assert pending is not None
+            current = pending.result()
+            pending = pool.submit(_read_chunk, chunks[i + 1]) if i + 1 < len(chunks) else None
+            yield current

@@ -1,0 +1,80 @@
+"""Pure functions from token ids to rows: budgets, truncation and completion-only label masks.
+
+Nothing here sees a tokenizer or a string. The mask comes from segment boundaries: the
+completion starts where the prompt's segments end, so no token search can miss it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rvl_llm.errors import RvlError
+from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
+
+
+@dataclass(frozen=True)
+class Row:
+    input_ids: list[int]
+    labels: list[int] | None  # generative only: IGNORE_INDEX outside the completion
+    prompt_len: int
+    truncated: bool
+
+
+def document_budget(
+    max_len: int,
+    *,
+    prefix: Sequence[int],
+    suffix: Sequence[int] = (),
+    directive: Sequence[int] = (),
+    completions: Sequence[Sequence[int]] = (),
+) -> int:
+    """Document tokens that fit beside the fixed segments; the longest label is reserved so the
+    prompt a document gets is the same whatever its class (train and eval see one prompt)."""
+    longest = max((len(c) for c in completions), default=0)
+    fixed = len(prefix) + len(suffix) + len(directive) + longest
+    if max_len - fixed < 1:
+        raise RvlError(
+            f"--max-len {max_len}: too small for the template, which needs {fixed} tokens "
+            f"({len(prefix) + len(suffix)} special, {len(directive)} directive, "
+            f"{longest} longest label + EOS) and at least one document token"
+        )
+    return max_len - fixed
+
+
+def make_template(
+    mode: str,
+    max_len: int,
+    *,
+    prefix: Sequence[int],
+    suffix: Sequence[int] = (),
+    directive: Sequence[int] = (),
+    completions: Sequence[Sequence[int]] = (),
+) -> TemplateIds:
+    budget = document_budget(
+        max_len, prefix=prefix, suffix=suffix, directive=directive, completions=completions
+    )
+    return TemplateIds(
+        mode=mode,
+        prefix=tuple(prefix),
+        suffix=tuple(suffix),
+        directive=tuple(directive),
+        completions=tuple(tuple(c) for c in completions),
+        document_budget=budget,
+    )
+
+
+def build_row(document: Sequence[int], label: int, template: TemplateIds) -> Row:
+    """One row: the document cut to the budget, never the directive or the completion.
+
+    ``document`` may be longer than the budget (the tokeniser keeps a few spare tokens so it can
+    tell a cut from a fit); ``truncated`` says whether anything was dropped.
+    """
+    truncated = len(document) > template.document_budget
+    prompt = template.prompt(document)
+    if template.mode != "generative":
+        return Row(prompt, None, len(prompt), truncated)
+    completion = template.completions[label]
+    input_ids = prompt + list(completion)
+    labels = [IGNORE_INDEX] * len(prompt) + list(completion)
+    return Row(input_ids, labels, len(prompt), truncated)

@@ -1,0 +1,126 @@
+"""Model presets (``presets.toml``) and resolving ``--model`` to a local folder.
+
+``--model`` takes a preset name, a local folder or a hub id. Everything model-specific lives in the
+TOML table as data; code asks the preset, never the model's name.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from rvl_llm.errors import RvlError
+
+TRAINABLE_MODES = ("classifier", "lora", "qlora", "full")
+# Files that define a tokenizer's behaviour; their bytes (not the model's name) key the cache.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model: str
+    pad_token: str | None = None
+    trainable: str = "qlora"
+    lora_targets: str | tuple[str, ...] = "all-linear"
+    unsloth_model: str | None = None
+    learning_rate: float | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE_MODES:
+            raise ValueError(f"preset {self.name}: trainable must be one of {TRAINABLE_MODES}")
+
+
+@cache
+def load_presets() -> dict[str, Preset]:
+    table = tomllib.loads(resources.files("rvl_llm").joinpath("presets.toml").read_text())
+    known = {f.name for f in fields(Preset)} - {"name"}
+    presets = {}
+    for name, values in table.items():
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"presets.toml [{name}]: unknown keys {sorted(unknown)}")
+        if isinstance(values.get("lora_targets"), list):
+            values = {**values, "lora_targets": tuple(values["lora_targets"])}
+        presets[name] = Preset(name=name, **values)
+    return presets
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a ``--model`` value points: a local folder, or a hub id resolved on demand."""
+
+    spec: str  # what the user typed
+    location: str  # local folder (absolute) or hub id
+    is_local: bool
+    preset: Preset | None
+
+    def tokenizer_dir(self) -> Path:
+        """A local folder holding the tokenizer files (downloaded or cached for hub ids)."""
+        if self.is_local:
+            return Path(self.location)
+        return _hub_snapshot(self.location, self.spec, allow_patterns=list(TOKENIZER_FILES))
+
+
+def resolve_model(spec: str) -> ModelSource:
+    presets = load_presets()
+    if spec in presets:
+        preset = presets[spec]
+        local = _local_folder(preset.model)
+        if local is not None:
+            return ModelSource(spec, str(local), True, preset)
+        if _looks_local(preset.model):
+            raise RvlError(
+                f"--model {spec}: the preset's folder {preset.model} does not exist; "
+                "build it with `make sample`"
+            )
+        return ModelSource(spec, preset.model, False, preset)
+    local = _local_folder(spec)
+    if local is not None:
+        return ModelSource(spec, str(local), True, None)
+    if _looks_local(spec) or spec.count("/") != 1:
+        raise RvlError(
+            f"--model {spec}: not a preset ({', '.join(presets)}), not an existing folder "
+            "and not a hub id (org/name)"
+        )
+    return ModelSource(spec, spec, False, None)
+
+
+def _local_folder(path: str) -> Path | None:
+    for candidate in (Path(path).expanduser(), PROJECT_ROOT / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or path.startswith("sample/") or os.sep + os.sep in path
+
+
+def _hub_snapshot(repo_id: str, spec: str, allow_patterns: list[str] | None = None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=allow_patterns))
+    except Exception as err:  # offline, no network, gated, missing: all need the same hint
+        raise RvlError(
+            f"--model {spec}: cannot reach {repo_id} on the Hugging Face hub "
+            f"({type(err).__name__}); download it where there is network, or pass a local "
+            f"folder or a preset ({', '.join(load_presets())})"
+        ) from err
