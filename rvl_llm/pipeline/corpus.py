@@ -19,7 +19,7 @@ _LABEL_AT_END = re.compile(r"(?:^|_)(\d+)$")
 
 @dataclass(frozen=True)
 class SourceFile:
-    path: Path
+    path: str  # a str, not a Path: a corpus lists 400k of them on every cache lookup
     label: int
     size: int
     mtime_ns: int
@@ -36,8 +36,8 @@ class Document:
 class BadFile(RvlError):
     """A per-file problem: fatal unless --skip-bad-files turns it into a listed skip."""
 
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
@@ -69,19 +69,20 @@ def split_files(
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
-        path = Path(entry.path)
         label = parse_label(entry.name, prefix, suffix) if entry.name.endswith(ending) else None
         if label is None:
-            unlabelled.append((path, f"no label number before '{ending}' in the file name"))
+            unlabelled.append(
+                (Path(entry.path), f"no label number before '{ending}' in the file name")
+            )
             continue
         stat = entry.stat()
-        files.append(SourceFile(path, label, stat.st_size, stat.st_mtime_ns))
+        files.append(SourceFile(entry.path, label, stat.st_size, stat.st_mtime_ns))
     return files, unlabelled
 
 
 def read_document(source: SourceFile) -> Document:
     """Read one file; raise BadFile for anything that is not a JSON object with a string "ocr"."""
-    path = source.path
+    path = Path(source.path)
     try:
         raw = path.read_bytes()
     except OSError as err:

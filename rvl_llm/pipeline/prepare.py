@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,13 @@ from rvl_llm.pipeline import cache
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import (
     BadFile,
-    Document,
     SourceFile,
-    read_document,
     scan_folder,
     split_files,
 )
-from rvl_llm.pipeline.manifest import FORMAT_VERSION, SPLITS, Manifest, SplitInfo, TemplateIds
+from rvl_llm.pipeline.manifest import FORMAT_VERSION, SPLITS, Manifest, SplitInfo
 from rvl_llm.pipeline.shards import ShardWriter
-from rvl_llm.pipeline.template import build_row
+from rvl_llm.pipeline.workers import ChunkRunner
 from rvl_llm.presets import resolve_model
 
 Log = Callable[[str], None]
@@ -126,7 +123,10 @@ def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
 
 def _label_problems(files: list[SourceFile], labels: Sequence[str]) -> list[tuple[Path, str]]:
     return [
-        (f.path, f"label {f.label} is outside the label set (0..{len(labels) - 1}, see --labels)")
+        (
+            Path(f.path),
+            f"label {f.label} is outside the label set (0..{len(labels) - 1}, see --labels)",
+        )
         for f in files
         if f.label >= len(labels)
     ]
@@ -142,13 +142,12 @@ def _build(
     notes: list[str],
     say: Log,
 ) -> Manifest:
-    from rvl_llm.pipeline.tokenize import batch_encoder, build_template, load_tokenizer, raw_backend
+    from rvl_llm.pipeline.tokenize import build_template, load_tokenizer, loop_encoder, raw_backend
 
     tokenizer = load_tokenizer(inputs.tokenizer_dir, trust_remote_code=cfg.trust_remote_code)
-    encode = batch_encoder(raw_backend(tokenizer))
     template = build_template(
         tokenizer,
-        encode,
+        loop_encoder(raw_backend(tokenizer)),
         generative=cfg.generative,
         response_template=cfg.response_template,
         labels=inputs.labels,
@@ -156,49 +155,40 @@ def _build(
     )
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})
-    for split in todo:
-        info = _build_split(cfg, inputs, split, template, encode, root, say)
-        notes.extend(f"skipped {name}" for name in info.skipped_files)
-        splits = {**manifest.splits, split: info}
-        manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
-        cache.write_json_atomic(root / "manifest.json", manifest.to_json())
+    runner = ChunkRunner(tokenizer.backend_tokenizer.to_str(), template, workers=cfg.workers)
+    try:
+        for split in todo:
+            info = _build_split(cfg, inputs, split, runner, root)
+            notes.extend(f"skipped {name}" for name in info.skipped_files)
+            splits = {**manifest.splits, split: info}
+            manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
+            cache.write_json_atomic(root / "manifest.json", manifest.to_json())
+    finally:
+        runner.close()
     return manifest
 
 
 def _build_split(
-    cfg: PrepareConfig,
-    inputs: _Inputs,
-    split: str,
-    template: TemplateIds,
-    encode: Callable[[list[str]], list[list[int]]],
-    root: Path,
-    say: Log,
+    cfg: PrepareConfig, inputs: _Inputs, split: str, runner: ChunkRunner, root: Path
 ) -> SplitInfo:
     from tqdm.auto import tqdm
 
-    from rvl_llm.pipeline.tokenize import encode_documents
-
     start = time.perf_counter()
+    files = inputs.files[split]
     skipped = [f"{p.name}: {reason}" for p, reason in inputs.bad_names[split]]
     folder = cache.temp_dir(root, split)
     writer = ShardWriter(folder, generative=cfg.generative, labels=inputs.labels)
-    bar = tqdm(
-        total=len(inputs.files[split]),
-        desc=f"prepare {split}",
-        unit="doc",
-        disable=None if cfg.progress is None else not cfg.progress,
-    )
+    chunks = [files[i : i + cfg.batch_size] for i in range(0, len(files), cfg.batch_size)]
+    progress = None if cfg.progress is None else not cfg.progress
+    bar = tqdm(total=len(files), desc=f"prepare {split}", unit="doc", disable=progress)
     try:
-        for docs, bad in _read_chunks(inputs.files[split], cfg.batch_size):
-            if bad and not cfg.skip_bad_files:
-                raise bad[0]
-            skipped += [f"{b.path.name}: {b.reason}" for b in bad]
-            token_ids = encode_documents(encode, [d.text for d in docs], template.document_budget)
-            rows = [
-                build_row(ids, d.label, template) for ids, d in zip(token_ids, docs, strict=True)
-            ]
-            writer.write(rows, docs)
-            bar.update(len(docs) + len(bad))
+        for chunk in runner.map(chunks):
+            if chunk.bad and not cfg.skip_bad_files:
+                path, reason = chunk.bad[0]
+                raise BadFile(path, f"{reason} (--skip-bad-files skips such files)")
+            skipped += [f"{path.name}: {reason}" for path, reason in chunk.bad]
+            writer.write(chunk.rows, chunk.meta)
+            bar.update(len(chunk.rows) + len(chunk.bad))
         shards = writer.close()
         cache.replace_dir(folder, root / split)
     except BaseException:
@@ -218,28 +208,3 @@ def _build_split(
         length=writer.length_summary(),
         seconds=round(time.perf_counter() - start, 3),
     )
-
-
-def _read_chunk(files: list[SourceFile]) -> tuple[list[Document], list[BadFile]]:
-    docs, bad = [], []
-    for source in files:
-        try:
-            docs.append(read_document(source))
-        except BadFile as err:
-            bad.append(err)
-    return docs, bad
-
-
-def _read_chunks(
-    files: list[SourceFile], size: int
-) -> Iterator[tuple[list[Document], list[BadFile]]]:
-    """Chunks of parsed documents; the next chunk is read while the caller tokenises this one
-    (the Rust tokenizer releases the GIL, so reading and tokenising overlap)."""
-    chunks = [files[i : i + size] for i in range(0, len(files), size)]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_read_chunk, chunks[0]) if chunks else None
-        for i in range(len(chunks)):
-            assert pending is not None
-            current = pending.result()
-            pending = pool.submit(_read_chunk, chunks[i + 1]) if i + 1 < len(chunks) else None
-            yield current

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rvl_llm.pipeline.cache import file_sha256
-from rvl_llm.pipeline.corpus import Document
 from rvl_llm.pipeline.manifest import ShardInfo, shard_schema
 from rvl_llm.pipeline.template import Row
+from rvl_llm.pipeline.workers import RowMeta
 
 ROWS_PER_SHARD = 25_000  # ~50 MB at 512 tokens: small enough to verify, few enough to list
 
@@ -36,7 +36,7 @@ class ShardWriter:
         self._path: Path | None = None
         self._rows_in_shard = 0
 
-    def write(self, rows: Sequence[Row], docs: Sequence[Document]) -> None:
+    def write(self, rows: Sequence[Row], docs: Sequence[RowMeta]) -> None:
         import pyarrow as pa
 
         if not rows:
@@ -63,7 +63,7 @@ class ShardWriter:
         self.lengths.extend(lengths)
         self.class_counts.update(d.label for d in docs)
         self.truncated += sum(r.truncated for r in rows)
-        self.empty += sum(not d.text.strip() for d in docs)
+        self.empty += sum(d.empty for d in docs)
         self.replaced_utf8 += sum(d.replaced_utf8 for d in docs)
 
     def close(self) -> list[ShardInfo]:
