@@ -88,7 +88,7 @@ def read_document(source: SourceFile) -> Document:
     except OSError as err:
         raise BadFile(path, f"cannot read ({err.strerror})") from err
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark is valid UTF-8, not a JSON error
         replaced = False
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="replace")

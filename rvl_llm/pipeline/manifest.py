@@ -157,10 +157,10 @@ class Manifest:
         import datasets
 
         parts = [datasets.Dataset.from_file(str(p)) for p in self.shard_paths(split)]
-        if not parts:  # a split whose every file was skipped
-            from datasets import Dataset
-
-            return Dataset.from_dict({name: [] for name in shard_schema(self.generative).names})
+        if not parts:  # a split whose every file was skipped: no rows, the same column types
+            schema = shard_schema(self.generative)
+            features = datasets.Features.from_arrow_schema(schema)
+            return datasets.Dataset.from_dict({n: [] for n in schema.names}, features=features)
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
     def to_json(self) -> dict[str, Any]:

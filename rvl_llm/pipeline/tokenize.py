@@ -40,13 +40,9 @@ def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def raw_backend(tokenizer: Any) -> Tokenizer:
-    """A copy of the Rust tokenizer that treats special-token text in documents as plain text
-    (an OCR'd "</s>" must not end the sequence) and never truncates or pads."""
-    return backend_from_json(tokenizer.backend_tokenizer.to_str())
-
-
 def backend_from_json(tokenizer_json: str) -> Tokenizer:
+    """A Rust tokenizer that treats special-token text in documents as plain text (an OCR'd
+    "</s>" must not end the sequence) and never truncates or pads."""
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer_json)

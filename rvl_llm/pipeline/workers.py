@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,6 +43,19 @@ class Chunk:
 
 
 _state: dict[str, object] = {}
+
+
+def _exit_with(parent: int) -> None:
+    """A pool worker outlives a SIGKILLed prepare (it holds its own end of the task queue):
+    leave as soon as the parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(tokenizer_json: str, template: TemplateIds) -> None:
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    _init(tokenizer_json, template)
 
 
 def _init(tokenizer_json: str, template: TemplateIds) -> None:
@@ -78,7 +93,8 @@ class ChunkRunner:
 
     def map(self, chunks: list[list[SourceFile]]) -> Iterator[Chunk]:
         if self.workers < 2 or len(chunks) < MIN_CHUNKS_FOR_WORKERS:
-            _init(self.tokenizer_json, self.template)
+            if _state.get("template") is not self.template:  # parse the tokenizer once per build
+                _init(self.tokenizer_json, self.template)
             yield from map(process_chunk, chunks)
             return
         if self._pool is None:
@@ -86,7 +102,7 @@ class ChunkRunner:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init,
+                initializer=_init_worker,
                 initargs=(self.tokenizer_json, self.template),
             )
         # In order, with at most two chunks per worker in flight: memory stays flat in corpus size.

@@ -1,0 +1,28 @@
+"""The embedded sample world, built offline and deterministically.
+
+``python -m rvl_llm.sample --out sample`` writes
+
+* ``sample/data/``: a synthetic RVL-CDIP-like OCR corpus (:mod:`rvl_llm.sample.corpus`),
+  768/128/128 documents in train/validation/test;
+* ``sample/models/tiny-mistral`` and ``sample/models/tiny-llama3``: tiny random models with the
+  real Mistral-7B-v0.1 and Llama 3 tokenizers (:mod:`rvl_llm.sample.models`).
+
+Importing this package is cheap: torch and transformers load only when a model is built.
+"""
+
+from rvl_llm.sample.corpus import generate_document, write_corpus
+from rvl_llm.sample.models import (
+    build_sample,
+    build_tiny_llama3,
+    build_tiny_mistral,
+    sample_is_complete,
+)
+
+__all__ = [
+    "build_sample",
+    "build_tiny_llama3",
+    "build_tiny_mistral",
+    "generate_document",
+    "sample_is_complete",
+    "write_corpus",
+]

@@ -1,0 +1,65 @@
+"""``python -m rvl_llm.sample [--out sample] [--force]``: build the sample world, or skip it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _describe(root: Path) -> None:
+    from rvl_llm.sample.models import LLAMA3_DIR, MISTRAL_DIR, folder_size, read_stamp
+
+    stamp = read_stamp(root) or {}
+    documents = stamp.get("documents", {})
+    listed = ", ".join(f"{split} {count}" for split, count in documents.items())
+    print(f"  {root / 'data'}: {sum(documents.values())} documents ({listed})")
+    for name in (MISTRAL_DIR, LLAMA3_DIR):
+        folder = root / "models" / name
+        print(f"  {folder}: {folder_size(folder) / 1e6:.1f} MB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rvl_llm.sample",
+        description="Build the sample world: a synthetic RVL-CDIP-like corpus and two tiny "
+        "models with the real Mistral-7B-v0.1 and Llama 3 tokenizers (offline, deterministic).",
+    )
+    parser.add_argument("--out", type=Path, default=Path("sample"), help="folder (default: sample)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if already complete")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported
+
+    from rvl_llm.sample.models import (
+        FORMAT_VERSION,
+        SampleBuildError,
+        build_sample,
+        sample_is_complete,
+    )
+
+    root: Path = args.out
+    if not args.force and sample_is_complete(root):
+        print(f"sample world in {root} is complete (format {FORMAT_VERSION}): skipped")
+        _describe(root)
+        return 0
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    print(f"building the sample world in {root} ...", flush=True)
+    started = time.monotonic()
+    try:
+        build_sample(root, force=args.force)
+    except SampleBuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"built the sample world in {root} in {time.monotonic() - started:.1f}s")
+    _describe(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The embedded sample world: the synthetic corpus and the tiny models with real tokenizers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+
+from rvl_llm.sample import corpus
+from rvl_llm.sample import models as sample_models
+
+MODEL_NAMES = ("tiny-mistral", "tiny-llama3")
+VOCAB_SIZES = {"tiny-mistral": 32000, "tiny-llama3": 128256}
+
+
+def _read_corpus(folder: Path) -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")}
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+# ------------------------------------------------------------------------------------------
+# Corpus
+# ------------------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_per_seed(tmp_path: Path) -> None:
+    sizes = {"train": 3, "validation": 1}
+    counts = corpus.write_corpus(tmp_path / "a", per_class=sizes, seed=7)
+    corpus.write_corpus(tmp_path / "b", per_class=sizes, seed=7)
+    corpus.write_corpus(tmp_path / "c", per_class=sizes, seed=8)
+    assert counts == {"train": 48, "validation": 16}
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(names) == 64
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    differ = [
+        n for n in names if (tmp_path / "a" / n).read_bytes() != (tmp_path / "c" / n).read_bytes()
+    ]
+    assert len(differ) > 50
+
+
+def test_each_split_has_its_own_random_stream(tmp_path: Path) -> None:
+    corpus.write_corpus(tmp_path / "small", per_class={"train": 1, "test": 1})
+    corpus.write_corpus(tmp_path / "big", per_class={"train": 4, "test": 1})
+    tests = sorted(p.name for p in (tmp_path / "small").glob("test_*"))
+    assert len(tests) == 16
+    for name in tests:
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "big" / name).read_bytes()
+
+
+def test_write_corpus_rejects_unknown_splits(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown split"):
+        corpus.write_corpus(tmp_path, per_class={"dev": 1})
+
+
+def test_file_names_round_trip() -> None:
+    name = corpus.corpus_file_name("train", 13, 13)
+    assert name == "train_0013_13_aws.json"
+    assert corpus.parse_corpus_file_name(name) == ("train", 13, 13)
+    with pytest.raises(ValueError):
+        corpus.parse_corpus_file_name("train_0013.json")
+
+
+def test_default_corpus_layout(sample_data: Path) -> None:
+    docs = _read_corpus(sample_data)
+    pattern = re.compile(r"^(train|validation|test)_(\d{4})_(\d{1,2})_aws\.json$")
+    per_split: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for name, record in docs.items():
+        match = pattern.match(name)
+        assert match, name
+        split, index, label = match[1], int(match[2]), int(match[3])
+        assert label == index % 16
+        assert set(record) == {"id", "ocr"}
+        assert record["id"] == f"{split}_{index}"
+        assert isinstance(record["ocr"], str)
+        per_split[split].append(index)
+    assert {s: len(v) for s, v in per_split.items()} == {
+        "train": 768,
+        "validation": 128,
+        "test": 128,
+    }
+    for indices in per_split.values():
+        assert sorted(indices) == list(range(len(indices)))
+
+
+def test_default_corpus_lengths_and_edge_cases(sample_data: Path) -> None:
+    texts = [record["ocr"] for record in _read_corpus(sample_data).values()]
+    words = sorted(_words(t) for t in texts)
+    assert sum(t == "" for t in texts) >= 5  # about 2% empty
+    assert any(t and not t.strip() for t in texts)  # a few whitespace-only
+    assert 150 <= statistics.median(words) <= 400
+    assert 350 <= words[int(0.9 * len(words))] <= 1000
+    assert words[-1] >= 3000  # every split holds long documents that need truncating
+    assert sum(w >= 3000 for w in words) >= 3
+    assert max(words) <= 6500
+
+
+def test_default_corpus_looks_like_ocr(sample_data: Path) -> None:
+    texts = [record["ocr"] for record in _read_corpus(sample_data).values()]
+    joined = "\n".join(texts)
+    assert any(ord(c) > 127 for c in joined)  # é, ½, •, curly quotes ...
+    assert "  " in joined  # runs of spaces
+    caps_lines = [line for line in joined.splitlines() if len(line) > 20 and line.isupper()]
+    assert len(caps_lines) > 100
+    assert re.search(r"\b\d{1,2}/\d{1,2}/\d{2}\b", joined)  # dates
+    assert re.search(r"\$\d[\d,]*\.\d\d", joined)  # prices
+
+
+CUES = {
+    0: r"dear|sincerely|truly yours|regards",
+    2: r"from:|subject:|sent:",
+    11: r"invoice|amount due|total due|balance due",
+    14: r"resume|curriculum|vitae|biographical|education|experience",
+    15: r"memo",
+}
+
+
+@pytest.mark.parametrize("label", sorted(CUES))
+def test_most_documents_carry_a_class_cue_but_not_all(label: int) -> None:
+    rng = random.Random(label)
+    texts = [corpus.generate_document(rng, label, words=120) for _ in range(200)]
+    found = sum(bool(re.search(CUES[label], t, re.IGNORECASE)) for t in texts)
+    assert 0.6 * len(texts) <= found < len(texts)
+
+
+def test_generate_document_forced_length() -> None:
+    rng = random.Random(1)
+    for words in (1, 500, 20_000):
+        text = corpus.generate_document(rng, 6, words=words)
+        assert text.strip()
+        assert 0.8 * words <= _words(text) <= 1.3 * words + 60
+    with pytest.raises(ValueError):
+        corpus.generate_document(rng, 16)
+
+
+def test_generate_document_is_fast() -> None:
+    rng = random.Random(0)
+    started = time.process_time()
+    for i in range(1600):
+        corpus.generate_document(rng, i % 16)
+    # ~20,000 documents take a few seconds on an ordinary machine; this is 1,600 of them.
+    assert time.process_time() - started < 5
+
+
+# ------------------------------------------------------------------------------------------
+# Tokenizers and models
+# ------------------------------------------------------------------------------------------
+
+_TOKENIZERS: dict[Path, Any] = {}
+
+
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    if folder not in _TOKENIZERS:
+        _TOKENIZERS[folder] = AutoTokenizer.from_pretrained(folder)
+    return _TOKENIZERS[folder]
+
+
+def test_mistral_tokenizer_is_mistral_7b_v01s(sample_root: Path, sample_data: Path) -> None:
+    tok = _tokenizer(sample_root / "models" / "tiny-mistral")
+    assert tok.is_fast and len(tok) == 32000
+    assert (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id) == (1, 2, 0)
+    assert tok.pad_token is None
+    assert tok("Hello world")["input_ids"] == [1, 22557, 1526]
+    assert tok("Hello world", add_special_tokens=False)["input_ids"] == [22557, 1526]
+    # Like the hub's tokenizer.json: "▁" handled in the normalizer, no pre-tokenizer.
+    assert tok(" letter", add_special_tokens=False)["input_ids"] == [259, 15867]
+    text = next(r["ocr"] for r in _read_corpus(sample_data).values() if _words(r["ocr"]) > 100)
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_llama3_tokenizer_is_llama3s(sample_root: Path, sample_data: Path) -> None:
+    tok = _tokenizer(sample_root / "models" / "tiny-llama3")
+    assert tok.is_fast and len(tok) == 128256
+    assert (tok.bos_token_id, tok.eos_token_id) == (128000, 128001)
+    assert tok.pad_token is None and tok.unk_token is None
+    assert tok("Hello world")["input_ids"] == [128000, 9906, 1917]
+    assert tok("Hello world", add_special_tokens=False)["input_ids"] == [9906, 1917]
+    ids = tok.convert_tokens_to_ids(["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"])
+    assert ids == [128006, 128007, 128009]
+    assert tok.convert_ids_to_tokens(128255) == "<|reserved_special_token_245|>"
+    texts = [r["ocr"] for r in _read_corpus(sample_data).values()][:40]
+    for text in texts:
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_llama3_tokenizer_matches_tiktoken(sample_root: Path, sample_data: Path) -> None:
+    llama3 = pytest.importorskip("llama_models.llama3.tokenizer")
+    reference = llama3.Tokenizer.get_instance()
+    specials = sorted(reference.special_tokens, key=reference.special_tokens.__getitem__)
+    assert tuple(specials) == sample_models.LLAMA3_SPECIAL_TOKENS
+    assert reference.pat_str == sample_models.LLAMA3_PATTERN
+    tok = _tokenizer(sample_root / "models" / "tiny-llama3")
+    texts = [r["ocr"] for r in _read_corpus(sample_data).values()][:60]
+    for text in texts:
+        expected = reference.encode(text, bos=False, eos=False)
+        assert tok(text, add_special_tokens=False)["input_ids"] == expected
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_loads_with_the_auto_classes_and_runs(sample_root: Path, name: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    folder = sample_root / "models" / name
+    tok = _tokenizer(folder)
+    batch = tok(["INVOICE No. 1234  Amount Due $12.50"], return_tensors="pt")
+    n = batch["input_ids"].shape[1]
+
+    lm = AutoModelForCausalLM.from_pretrained(folder)
+    assert lm.config.pad_token_id is None
+    assert lm.config.vocab_size == VOCAB_SIZES[name] == len(tok)
+    assert (lm.config.bos_token_id, lm.config.eos_token_id) == (tok.bos_token_id, tok.eos_token_id)
+    assert lm.config.tie_word_embeddings == (name == "tiny-llama3")
+    assert lm.dtype == torch.float32
+    with torch.no_grad():
+        logits = lm(**batch).logits
+    assert logits.shape == (1, n, VOCAB_SIZES[name])
+    assert torch.isfinite(logits).all()
+
+    clf = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=16)
+    with torch.no_grad():
+        scores = clf(**batch).logits
+    assert scores.shape == (1, 16)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_rope_theta_is_the_real_models(sample_root: Path, name: str) -> None:
+    config = json.loads((sample_root / "models" / name / "config.json").read_text())
+    expected = {"tiny-mistral": 10000.0, "tiny-llama3": 500000.0}[name]
+    assert config["rope_parameters"]["rope_theta"] == expected
+    assert config["hidden_size"] == 64 and config["num_hidden_layers"] == 2
+
+
+# ------------------------------------------------------------------------------------------
+# The build
+# ------------------------------------------------------------------------------------------
+
+
+def test_build_sample_is_idempotent(sample_root: Path) -> None:
+    if not sample_models.sample_is_complete(sample_root):
+        pytest.skip("the sample world in use is of another format")
+    stamp = (sample_root / sample_models.STAMP_NAME).read_bytes()
+    started = time.monotonic()
+    sample_models.build_sample(sample_root)
+    assert time.monotonic() - started < 2
+    assert (sample_root / sample_models.STAMP_NAME).read_bytes() == stamp
+
+
+def test_cli_skips_a_complete_world(sample_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rvl_llm.sample.__main__ import main
+
+    if not sample_models.sample_is_complete(sample_root):
+        pytest.skip("the sample world in use is of another format")
+    assert main(["--out", str(sample_root)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "tiny-llama3" in out
+
+
+def test_build_sample_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(sample_models.SampleBuildError, match="not replacing"):
+        sample_models.build_sample(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_tokenizer_sources_ship_with_packages() -> None:
+    mistral = sample_models.mistral_tokenizer_source()
+    llama3 = sample_models.llama3_tokenizer_source()
+    assert mistral.name == "tokenizer.model.v1" and mistral.parent.name == "data"
+    assert llama3.name == "tokenizer.model" and llama3.parent.name == "llama3"
+    ranks = sample_models.read_tiktoken_ranks(llama3)
+    assert len(ranks) == 128_000 and ranks[b"Hello"] == 9906
