@@ -113,7 +113,7 @@ class Tokenizers:
             tokenizer = _load(self.dirs[name])
             backend = _from_json(tokenizer.backend_tokenizer.to_str())
             self._loaded[name] = LoadedTokenizer(name, self.dirs[name], tokenizer, backend,
-                                                 tokenize.loop_encoder(backend))
+                                                 tokenize.batch_encoder(backend))
         return self._loaded[name]
 
 

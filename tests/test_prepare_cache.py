@@ -26,7 +26,6 @@ from rvl_llm.pipeline.config import DEFAULT_RESPONSE_TEMPLATE, PrepareConfig
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, SPLITS, Manifest, shard_schema
 from rvl_llm.pipeline.prepare import run_prepare
 from rvl_llm.pipeline.shards import ShardWriter
-from rvl_llm.pipeline.workers import MIN_CHUNKS_FOR_WORKERS, default_workers
 from rvl_llm.presets import TOKENIZER_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +44,7 @@ class Env:
     def cfg(self, **overrides: object) -> PrepareConfig:
         settings: dict[str, object] = {
             "data_dir": self.data, "model": str(self.tokenizer), "cache_dir": self.cache,
-            "max_len": MAX_LEN, "generative": True, "progress": False, "workers": 1,
+            "max_len": MAX_LEN, "generative": True, "progress": False,
         }
         return PrepareConfig(**(settings | overrides))
 
@@ -111,7 +110,7 @@ def test_manifest_and_shards_hold_exactly_the_rows(
 
     data = write_corpus(FILES)
     cfg = PrepareConfig(data_dir=data, model=str(tok.folder), cache_dir=tmp_path / "cache",
-                        max_len=MAX_LEN, generative=generative, progress=False, workers=1)
+                        max_len=MAX_LEN, generative=generative, progress=False)
     result = run_prepare(cfg)
     m = result.manifest
     assert result.built == SPLITS and result.reused == ()
@@ -291,7 +290,7 @@ HITS: dict[str, Change] = {
     "same run": lambda e, mp: e.cfg(),
     "tokenizer folder copied": copy_the_tokenizer,
     "same label set from a file": lambda e, mp: e.cfg(labels_file=labels_file(e, RVL_CDIP_CLASSES)),
-    "batch size, workers, progress": lambda e, mp: e.cfg(batch_size=1, workers=2, progress=True),
+    "batch size, progress": lambda e, mp: e.cfg(batch_size=1, progress=True),
     "bad-file skipping": lambda e, mp: e.cfg(skip_bad_files=True),
 }
 
@@ -449,9 +448,9 @@ def test_an_exception_mid_split_keeps_the_finished_splits(
 def test_a_prepare_killed_mid_build_leaves_nothing_complete(
     env: Env, write_corpus: Callable[..., Path]
 ) -> None:
-    # Enough chunks of 256 documents for worker processes, written in order: killed once the
-    # first chunk is in a shard, the rest still to come.
-    docs = 256 * (MIN_CHUNKS_FOR_WORKERS + 1)
+    # Many chunks of 512 documents, written in order: killed once the first chunk is in a
+    # shard, the rest still to come.
+    docs = 512 * 6
     body = " ".join(f"word{i % 97} line {i}." for i in range(15))
     data = write_corpus({f"train_{i:05d}_{i % 16}_aws.json": f"doc {i} {body}" for i in range(docs)}
                         | {"validation_0000_1_aws.json": "v", "test_0000_2_aws.json": "t"},
@@ -459,7 +458,7 @@ def test_a_prepare_killed_mid_build_leaves_nothing_complete(
     command = [sys.executable, "-m", "rvl_llm", "prepare", "--data", str(data), "--model",
                str(env.tokenizer), "--cache-dir", str(env.cache), "--max-len", "256",
                "--no-progress"]
-    log = env.tmp / "prepare.log"  # a file, not a pipe: no wait on what the workers inherit
+    log = env.tmp / "prepare.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=env.tmp)
     children: list[psutil.Process] = []
@@ -471,12 +470,10 @@ def test_a_prepare_killed_mid_build_leaves_nothing_complete(
             assert time.monotonic() < deadline, "the build never started"
             time.sleep(0.005)
         children = psutil.Process(proc.pid).children(recursive=True)
-        if default_workers() > 1:  # the pool is running
-            assert len(children) >= 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL, f"finished before the kill: {log.read_text()}"
-        # The tokenising workers do not outlive it.
+        # Nothing it started outlives it.
         _gone, alive = psutil.wait_procs(children, timeout=5)
         assert alive == []
     finally:
@@ -570,17 +567,3 @@ def test_builds_are_byte_for_byte_reproducible(env: Env) -> None:
         ]
 
 
-@pytest.mark.slow
-def test_worker_processes_build_the_same_bytes(
-    sample_data: Path, tokenizer_dirs: dict[str, Path], tmp_path: Path, fast_tokenizer_loads: None
-) -> None:
-    def build(workers: int) -> Manifest:
-        cfg = PrepareConfig(data_dir=sample_data, model=str(tokenizer_dirs["tiny-mistral"]),
-                            cache_dir=tmp_path / f"cache-{workers}", max_len=256, generative=True,
-                            splits=("train",), workers=workers, progress=False)
-        return run_prepare(cfg).manifest
-
-    one, two = build(1), build(2)
-    assert one.key == two.key
-    assert one.splits["train"].rows == 768  # three chunks of 256: the pool is used
-    assert two.splits["train"].shards == one.splits["train"].shards

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import load_labels
 from rvl_llm.pipeline.manifest import SPLITS
-from rvl_llm.pipeline.workers import default_workers
 
 DEFAULT_RESPONSE_TEMPLATE = "\n\n### Classification:"
 DEFAULT_CACHE_DIR = Path("data_cache")
@@ -31,8 +30,7 @@ class PrepareConfig:
     cache_dir: Path = DEFAULT_CACHE_DIR
     skip_bad_files: bool = False  # skip (and list in the manifest) files that would be errors
     trust_remote_code: bool = False
-    batch_size: int = 256  # documents per chunk of work and per record batch
-    workers: int = field(default_factory=default_workers)  # processes tokenising in parallel
+    batch_size: int = 512  # documents per tokenizer batch and per record batch
     progress: bool | None = None  # None: a bar only on a terminal
 
     def __post_init__(self) -> None:

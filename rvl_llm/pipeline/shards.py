@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rvl_llm.pipeline.cache import file_sha256
+from rvl_llm.pipeline.chunks import RowMeta
 from rvl_llm.pipeline.manifest import ShardInfo, shard_schema
 from rvl_llm.pipeline.template import Row
-from rvl_llm.pipeline.workers import RowMeta
 
 ROWS_PER_SHARD = 25_000  # ~50 MB at 512 tokens: small enough to verify, few enough to list
 
