@@ -9,6 +9,7 @@ import click
 
 from rvl_llm import __version__
 from rvl_llm.pipeline.cli import cache_group, prepare_command
+from rvl_llm.train.cli import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,3 +32,4 @@ def presets_command() -> None:
 
 main.add_command(prepare_command)
 main.add_command(cache_group)
+main.add_command(train_command, "train")

@@ -1,0 +1,301 @@
+"""Loading the model and making the right parts trainable: classifier head, LoRA, QLoRA or all.
+
+Also the checks that need to know the machine (bitsandbytes, unsloth, a GPU, bf16, a
+multi-process launch): they run before anything is prepared, loaded or written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import TYPE_CHECKING, Any
+
+from rvl_llm.errors import RvlError
+from rvl_llm.presets import Preset
+
+if TYPE_CHECKING:
+    from rvl_llm.train.config import TrainConfig
+
+# Names transformers gives the new head of *ForSequenceClassification models.
+HEAD_NAMES = ("score", "classifier", "classification_head")
+# unsloth wants module names; these are "all-linear" for Llama/Mistral-style decoders.
+UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def bf16_supported() -> bool:
+    """CUDA: ask the device. CPU: torch's CPU autocast runs bf16 everywhere (natively with
+    AVX512-BF16/AMX, emulated and slower otherwise), so it is supported, if not always fast."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return True
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cpu_only() -> bool:
+    """Train on CPU: asked for (``accelerate launch --cpu``) or no GPU of any kind. Under a
+    multi-process launch accelerate runs CPU data parallelism only when told it is on CPU."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+
+
+def resolve_mixed_precision(choice: str | None) -> str | None:
+    """``--mixed-precision`` to what runs: None (fp32), "bf16" or "fp16"."""
+    if choice is None:
+        return None
+    if choice == "auto":
+        choice = "bf16" if bf16_supported() else "fp16"
+    if choice == "bf16" and not bf16_supported():
+        raise RvlError("--mixed-precision bf16: this GPU has no bf16 support; use fp16 or auto")
+    if choice == "fp16" and not cuda_available():
+        # Without CUDA there is no gradient scaler: fp16 gradients would underflow silently.
+        raise RvlError("--mixed-precision fp16: needs a CUDA GPU; use bf16 (or auto) on CPU")
+    return choice
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """Every check that depends on the machine; ``cfg`` has its preset defaults filled in."""
+    if cfg.split_model and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RvlError(
+            "--split-model: not under a multi-process launch (accelerate launch / torchrun), "
+            "which would split the model once per process; run it as a single process"
+        )
+    if cfg.trainable == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+        raise RvlError(
+            "--trainable qlora: needs bitsandbytes (pip install bitsandbytes), "
+            "or choose --trainable lora"
+        )
+    if cfg.unsloth:
+        if importlib.util.find_spec("unsloth") is None:
+            raise RvlError("--unsloth: unsloth is not installed (pip install 'rvl-llm[unsloth]')")
+        if not cuda_available():
+            raise RvlError("--unsloth: needs a CUDA GPU; none is visible")
+        if cfg.trainable == "classifier":
+            raise RvlError("--unsloth: speeds up lora, qlora and full training, not --trainable "
+                           "classifier (head only); drop --unsloth")
+    if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
+        raise RvlError(f"--report-to {cfg.report_to}: not installed (pip install {cfg.report_to})")
+    resolve_mixed_precision(cfg.mixed_precision)
+
+
+def resolve_pad_token(tokenizer: Any, requested: str | None, preset: Preset | None) -> str:
+    """The pad token: ``--set-pad-token TOKEN``; else the tokenizer's own unless the bare flag
+    asks to replace it; else the preset's, unk, eos. Padding never carries a label (labels are
+    padded with -100), so even eos is safe."""
+    if requested:
+        if requested not in tokenizer.get_vocab():
+            raise RvlError(f"--set-pad-token {requested}: not a token of this tokenizer")
+        return requested
+    if requested is None and tokenizer.pad_token is not None:
+        return tokenizer.pad_token
+    for candidate in (preset.pad_token if preset else None, tokenizer.unk_token,
+                      tokenizer.eos_token):
+        if candidate is not None and candidate in tokenizer.get_vocab():
+            return candidate
+    raise RvlError("--set-pad-token: the tokenizer has no pad, unk or eos token; name one")
+
+
+def torch_dtype(name: str | None) -> Any:
+    import torch
+
+    return {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def quantization_settings(trainable: str) -> dict[str, Any] | None:
+    """QLoRA's 4-bit settings as recorded in the recipe (and read back by load_checkpoint)."""
+    if trainable != "qlora":
+        return None
+    return {
+        "load_in_4bit": True,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": "bf16" if bf16_supported() else "fp16",
+    }
+
+
+def load_base_model(
+    location: str,
+    *,
+    generative: bool,
+    labels: tuple[str, ...],
+    pad_token_id: int,
+    dtype: str | None,
+    quantization: dict[str, Any] | None,
+    device_map: Any = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The pretrained model: causal LM, or sequence classifier with a new head for ``labels``."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "device_map": device_map}
+    if quantization is not None:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch_dtype(quantization["compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quantization["quant_type"],
+            bnb_4bit_use_double_quant=quantization["double_quant"],
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_quant_storage=compute,  # lets FSDP shard the 4-bit weights with the rest
+        )
+        dtype = quantization["compute_dtype"]
+    kwargs["dtype"] = torch_dtype(dtype)
+    if not generative:
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            pad_token_id=pad_token_id,
+        )
+    auto = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
+    try:
+        model = auto.from_pretrained(location, **kwargs)
+    except OSError as err:  # missing files, no network for a hub id, gated repo
+        raise RvlError(
+            f"--model {location}: cannot load the model ({str(err).splitlines()[0]}); "
+            "pass a local folder or a preset, or download it where there is network"
+        ) from err
+    model.config.pad_token_id = pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad_token_id
+    return model
+
+
+def head_name(model: Any) -> str:
+    import torch
+
+    for name in HEAD_NAMES:
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            return name
+    raise RvlError(f"{type(model).__name__}: no classification head ({', '.join(HEAD_NAMES)})")
+
+
+def lora_targets(preset: Preset | None) -> str | list[str]:
+    targets = preset.lora_targets if preset else "all-linear"
+    return targets if isinstance(targets, str) else list(targets)
+
+
+def load_model(
+    cfg: TrainConfig,
+    location: str,
+    *,
+    labels: tuple[str, ...],
+    pad_token_id: int,
+    preset: Preset | None,
+    mixed_precision: str | None,
+) -> Any:
+    """The model ready for the Trainer: loaded as the trainable mode needs, parts frozen."""
+    if cfg.unsloth:
+        return _load_with_unsloth(cfg, location, labels, pad_token_id, preset)
+    assert cfg.trainable is not None
+    # Frozen weights may live in the autocast dtype; trained ones are fp32 (AMP master weights).
+    dtype = None if cfg.trainable == "full" else mixed_precision
+    model = load_base_model(
+        location,
+        generative=cfg.generative,
+        labels=labels,
+        pad_token_id=pad_token_id,
+        dtype=dtype,
+        quantization=quantization_settings(cfg.trainable),
+        device_map=_device_map(cfg),
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    model.config.use_cache = False  # no KV cache in training (and it clashes with checkpointing)
+    return make_trainable(model, cfg, lora_targets(preset))
+
+
+def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> Any:
+    import torch
+
+    head = None if cfg.generative else head_name(model)
+    if cfg.trainable == "full":
+        model.requires_grad_(True)
+    elif cfg.trainable == "classifier":
+        model.requires_grad_(False)
+        getattr(model, head).requires_grad_(True)
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if cfg.trainable == "qlora":
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets,
+            modules_to_save=[head] if head else None,  # the new head is trained and saved
+            task_type="CAUSAL_LM" if cfg.generative else "SEQ_CLS",
+        )
+        model = get_peft_model(model, lora)
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()  # e.g. the head copied from a bf16 base
+    return model
+
+
+def _device_map(cfg: TrainConfig) -> Any:
+    if cfg.split_model:
+        return "auto"
+    if cfg.trainable == "qlora":
+        # 4-bit weights cannot be moved after loading: load them on this process's device.
+        from accelerate import PartialState
+
+        return {"": str(PartialState().device)}
+    return None  # the Trainer moves the model
+
+
+def _load_with_unsloth(
+    cfg: TrainConfig,
+    location: str,
+    labels: tuple[str, ...],
+    pad_token_id: int,
+    preset: Preset | None,
+) -> Any:
+    os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")  # our loss needs the logits
+    from unsloth import FastLanguageModel
+
+    extra: dict[str, Any] = {}
+    if not cfg.generative:
+        extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                 "label2id": {name: i for i, name in enumerate(labels)}}
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=location,
+        max_seq_length=cfg.max_len,
+        dtype=None,  # unsloth picks bf16 where supported, else fp16
+        load_in_4bit=cfg.trainable == "qlora",
+        full_finetuning=cfg.trainable == "full",
+        device_map="auto" if cfg.split_model else "sequential",
+        trust_remote_code=cfg.trust_remote_code,
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        random_state=cfg.seed,
+        **extra,
+    )
+    model.config.pad_token_id = pad_token_id
+    if cfg.trainable in ("lora", "qlora"):
+        targets = lora_targets(preset)
+        head = None if cfg.generative else head_name(model)
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(UNSLOTH_ALL_LINEAR) if targets == "all-linear" else targets,
+            modules_to_save=[head] if head else None,
+            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+            random_state=cfg.seed,
+        )
+    return model

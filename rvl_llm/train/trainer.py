@@ -1,0 +1,204 @@
+"""The Trainer subclass: completion-only loss on the last positions, validation by real accuracy.
+
+Four changes to ``transformers.Trainer``, each small:
+
+- ``compute_loss``: generative runs ask the model for logits at the last ``K + 1`` positions only
+  (``logits_to_keep``), K = the longest completion. With left padding every completion lies
+  there; full logits of a Llama 3 batch (128k vocabulary) would cost GiBs for 3-5 useful tokens
+  per document. The sum over labelled tokens is divided by ``num_items_in_batch`` (labelled
+  tokens of the whole accumulated batch), so gradient accumulation weighs every token the same.
+- ``evaluate``: scores the validation split with ``rvl_llm.evaluate.scoring.predict`` (exact
+  label scoring; the Trainer's eval loop would reorder rows by length and hold full logits) and
+  reports accuracy and macro-F1, so ``load_best_model_at_end`` keeps the most accurate epoch.
+- ``_save``: in head-only classifier mode a checkpoint holds the head, not a copy of the frozen
+  base model.
+- ``_get_train_sampler``: the same length-grouped sampler, fed a list of lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+from transformers import Trainer
+
+from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+# Classes scored together per document in validation: the prompt's KV cache is repeated this
+# many times, which bounds the extra memory next to the training state.
+VALIDATION_CLASS_CHUNK = 4
+
+
+def completion_loss(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    completion_len: int,
+    num_items_in_batch: torch.Tensor | int | None = None,
+) -> tuple[torch.Tensor, Any]:
+    """Cross-entropy of the completion tokens from logits at the last ``completion_len + 1``
+    positions; equal to the full causal-LM loss because no label lies before them."""
+    import torch.nn.functional as F
+
+    k = completion_len
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        position_ids=inputs["position_ids"],
+        logits_to_keep=k + 1,
+    )
+    logits = outputs.logits[:, -(k + 1) :]  # a model that ignores logits_to_keep still works
+    logits = logits[:, :-1].float()  # position t predicts token t + 1
+    target = inputs["labels"][:, -k:].to(logits.device)
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+        ignore_index=IGNORE_INDEX, reduction="sum",
+    )
+    count = (target != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
+    return total / count, outputs
+
+
+def classifier_loss(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    num_items_in_batch: torch.Tensor | int | None = None,
+) -> tuple[torch.Tensor, Any]:
+    import torch.nn.functional as F
+
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    labels = inputs["labels"].to(outputs.logits.device)
+    total = F.cross_entropy(outputs.logits.float(), labels, reduction="sum")
+    count = labels.numel() if num_items_in_batch is None else num_items_in_batch
+    return total / count, outputs
+
+
+class RvlTrainer(Trainer):
+    def __init__(
+        self,
+        *args: Any,
+        template: TemplateIds,
+        class_names: Sequence[str],
+        pad_token_id: int,
+        head_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.template = template
+        self.class_names = tuple(class_names)
+        self.pad_token_id = pad_token_id
+        self.head_only = head_only
+        self.last_predictions: Any = None  # of the latest validation, on the main process
+        # Our losses are sums divided by num_items_in_batch: the Trainer must count the items
+        # (it only does for models that "accept loss kwargs") and must not divide again.
+        self.model_accepts_loss_kwargs = True
+
+    def _get_train_sampler(self, train_dataset: datasets.Dataset | None = None) -> Any:
+        """The Trainer's length-grouped sampler, given the lengths as a list: it reads them one
+        by one, which from a ``datasets`` Column costs a minute an epoch on RVL-CDIP."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = dataset.with_format("arrow")[self.args.length_column_name].to_pylist()
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedSampler(batch, lengths=lengths)
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        if self.template.mode == "generative":
+            loss, outputs = completion_loss(
+                model, inputs, self.template.max_completion_len, num_items_in_batch
+            )
+        else:
+            loss, outputs = classifier_loss(model, inputs, num_items_in_batch)
+        if (
+            num_items_in_batch is not None
+            and self.args.average_tokens_across_devices
+            and self.accelerator.num_processes > 1
+        ):
+            # num_items_in_batch counts the labels of every process; DDP averages the gradients
+            # over processes, so undo that average (as Trainer.compute_loss does).
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluate(
+        self,
+        eval_dataset: datasets.Dataset | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        from rvl_llm.evaluate.metrics import compute_metrics
+
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        true, predicted = self._predict_validation(dataset)
+        # predict returns rows in dataset order with their own labels: never pair predictions
+        # with labels from another pass over the data (the Trainer's eval sampler reorders).
+        scores = compute_metrics(true, predicted, self.class_names)
+        accuracy, macro_f1 = float(scores["accuracy"]), float(scores["macro_f1"])
+        if self.is_world_process_zero():
+            click.echo(f"epoch {self.state.epoch or 0.0:.2f}: validation accuracy {accuracy:.4f}"
+                       f"  macro-F1 {macro_f1:.4f}  ({len(true)} documents)")
+        metrics = {f"{metric_key_prefix}_accuracy": accuracy,
+                   f"{metric_key_prefix}_macro_f1": macro_f1}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
+                                                         metrics)
+        return metrics
+
+    def _predict_validation(self, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(true, predicted) class indices of every validation row, in dataset order.
+
+        DDP: each process scores its contiguous share with the unwrapped model (no collective
+        in a forward, so shares may differ in size) and the shares are gathered in rank order.
+        FSDP: every forward needs every process, so all of them score the whole split.
+        """
+        from rvl_llm.evaluate.scoring import predict
+
+        world, rank = self.args.world_size, self.args.process_index
+        share = dataset
+        if world > 1 and not self.is_fsdp_enabled:
+            share = dataset.shard(num_shards=world, index=rank, contiguous=True)
+        model = self.model if self.is_fsdp_enabled else self.accelerator.unwrap_model(self.model)
+        with self.accelerator.autocast():
+            predictions = predict(
+                model,
+                share,
+                self.template,
+                pad_token_id=self.pad_token_id,
+                batch_size=self.args.per_device_eval_batch_size,
+                class_chunk=VALIDATION_CLASS_CHUNK,
+                progress=False,
+            )
+        self.last_predictions = predictions  # this process's share
+        if share is dataset:
+            return predictions.true, predictions.predicted
+        from accelerate.utils import gather_object
+
+        shares = gather_object([(predictions.true, predictions.predicted)])  # rank order
+        true = np.concatenate([t for t, _ in shares])
+        predicted = np.concatenate([p for _, p in shares])
+        assert len(true) == len(dataset), "validation shares do not add up to the split"
+        return true, predicted
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if self.head_only and state_dict is None:
+            model = self.accelerator.unwrap_model(self.model)
+            trained = {name for name, p in model.named_parameters() if p.requires_grad}
+            state_dict = {k: v for k, v in model.state_dict().items() if k in trained}
+        super()._save(output_dir, state_dict)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        if self.head_only:  # a head-only checkpoint leaves out the frozen base on purpose
+            load_result = load_result._replace(missing_keys=[])
+        super()._issue_warnings_after_load(load_result)
