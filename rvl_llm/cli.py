@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from rvl_llm import __version__
+from rvl_llm.evaluate.cli import eval_command, report_command
 from rvl_llm.pipeline.cli import cache_group, prepare_command
 from rvl_llm.train.cli import train_command
 
@@ -33,3 +34,5 @@ def presets_command() -> None:
 main.add_command(prepare_command)
 main.add_command(cache_group)
 main.add_command(train_command, "train")
+main.add_command(eval_command)
+main.add_command(report_command)

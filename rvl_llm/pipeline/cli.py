@@ -49,8 +49,8 @@ def data_options(func):
         click.option(
             "--response-template",
             default=DEFAULT_RESPONSE_TEMPLATE,
-            show_default=True,
-            help="Directive after the document in generative mode.",
+            help="Directive after the document in generative mode "
+            r'[default: "\n\n### Classification:"].',
         ),
         click.option(
             "--trust-remote-code",

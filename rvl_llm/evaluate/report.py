@@ -1,0 +1,104 @@
+"""``rvl-llm report OUT_DIR``: every eval under OUT_DIR in one table and one plot.
+
+Reads ``OUT_DIR/*-max-len/*/metrics.json`` and writes ``report.md``, ``report.csv`` and
+``accuracy_vs_max_len.png`` (one line per run) into OUT_DIR; returns the markdown table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvl_llm.errors import RvlError
+from rvl_llm.evaluate.outputs import METRICS_NAME, write_atomic, write_text_atomic
+
+REPORT_MD = "report.md"
+REPORT_CSV = "report.csv"
+REPORT_PNG = "accuracy_vs_max_len.png"
+COLUMNS = ("run", "max_len", "accuracy", "macro_f1", "n")
+
+
+@dataclass(frozen=True)
+class Row:
+    run: str  # the eval's name (run name + checkpoint/split/decode when not the default)
+    max_len: int
+    accuracy: float
+    macro_f1: float
+    n: int
+
+
+def collect(out_dir: Path) -> list[Row]:
+    """One row per eval, sorted by run then max-len."""
+    rows = []
+    for path in sorted(Path(out_dir).glob(f"*-max-len/*/{METRICS_NAME}")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            rows.append(Row(str(record["name"]), int(record["max_len"]),
+                            float(record["accuracy"]), float(record["macro_f1"]), int(record["n"])))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+            raise RvlError(f"{path}: not an eval's metrics.json ({problem})") from err
+    return sorted(rows, key=lambda r: (r.run, r.max_len))
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 4) + "|"]
+    lines += [f"| {r.run} | {r.max_len} | {r.accuracy:.4f} | {r.macro_f1:.4f} | {r.n} |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([r.run, r.max_len, f"{r.accuracy:.6f}", f"{r.macro_f1:.6f}", r.n]
+                     for r in rows)
+    return buffer.getvalue()
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in sorted({r.run for r in rows}):
+        points = [r for r in rows if r.run == run]
+        ax.plot([r.max_len for r in points], [r.accuracy for r in points], marker="o", label=run)
+    lengths = sorted({r.max_len for r in rows})
+    ax.set_xscale("log", base=2)  # max-lens grow in doublings (256, 512, 1024, ...)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.minorticks_off()
+    ax.set_xlabel("max-len (tokens)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy vs max-len")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def run_report(out_dir: Path) -> str:
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise RvlError(f"{out_dir}: no such folder (the -o OUT_DIR of `rvl-llm eval`)")
+    rows = collect(out_dir)
+    if not rows:
+        raise RvlError(f"{out_dir}: no */{METRICS_NAME} under *-max-len/ folders; "
+                       f"run `rvl-llm eval -o {out_dir}` first")
+    table = markdown(rows)
+    try:
+        write_text_atomic(out_dir / REPORT_MD, table)
+        write_text_atomic(out_dir / REPORT_CSV, to_csv(rows))
+        plot(rows, out_dir / REPORT_PNG)
+    except OSError as err:
+        raise RvlError(f"{out_dir}: cannot write the report ({err.strerror or err})") from err
+    return table

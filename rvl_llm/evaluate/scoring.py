@@ -1,0 +1,269 @@
+"""Predictions from a model over one prepared split: scored, generated or classified.
+
+Generative models are scored, not sampled: for each document, log P(completion_c | prompt) for
+every class c, where completion_c is the class name's tokens + EOS from the manifest's template.
+That costs one forward over the prompt (cached, only the last position's logits kept) and one short
+forward over the completion tokens per completion length (two or three), on the prompt cache
+repeated once per class of that length. ``decode="generate"`` keeps the old greedy generation for
+comparison. Rows are batched by length for throughput and
+every result is put back in dataset order, so doc ids, labels and predictions always line up.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rvl_llm.evaluate.config import DECODES
+from rvl_llm.pipeline.manifest import TemplateIds
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+INVALID = -1  # predicted class of a generation that is not a class name
+
+
+@dataclass(frozen=True)
+class Predictions:
+    doc_ids: list[str]  # dataset order
+    true: np.ndarray  # int class index, dataset order
+    predicted: np.ndarray  # int class index, dataset order; INVALID for an invalid generation
+    probs: np.ndarray | None  # [n, C] class probabilities (score / classifier), else None
+    generated: list[str] | None  # decoded outputs for decode="generate", else None
+    invalid: int  # generations that were not a class name
+    # [n, C] natural-log scores: log P(completion_c | prompt) (score) or log-softmax (classifier)
+    scores: np.ndarray | None = None
+
+
+def predict(
+    model: Any,
+    dataset: datasets.Dataset,
+    template: TemplateIds,
+    *,
+    pad_token_id: int,
+    batch_size: int = 8,
+    decode: str = "score",
+    tokenizer: Any = None,
+    labels: Sequence[str] | None = None,
+    class_chunk: int | None = None,
+    progress: bool | None = None,
+) -> Predictions:
+    """Predict every row of ``dataset`` (a split from ``Manifest.dataset``), in dataset order.
+
+    ``decode`` matters in generative mode only; "generate" needs ``tokenizer`` and ``labels``.
+    ``class_chunk`` bounds how many classes share one completion forward (memory: the prompt
+    cache is repeated that many times); None scores all classes at once.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if decode not in DECODES:
+        raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+    generative = template.mode == "generative"
+    if generative and decode == "generate" and (tokenizer is None or labels is None):
+        raise ValueError('decode="generate" needs the tokenizer and the label names')
+    columns = dataset.select_columns(["prompt_len", "label", "doc_id"]).with_format("numpy")[:]
+    lengths = np.asarray(columns["prompt_len"], dtype=np.int64)
+    n = len(lengths)
+    true = np.asarray(columns["label"], dtype=np.int64)
+    doc_ids = [str(d) for d in columns["doc_id"]]
+    n_classes = len(template.completions) if generative else _num_labels(model)
+
+    scores = None if generative and decode == "generate" else np.zeros((n, n_classes), np.float32)
+    generated: list[str] | None = [""] * n if scores is None else None
+    ids_only = dataset.select_columns(["input_ids"])
+    device = model.get_input_embeddings().weight.device
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=n, desc="eval", unit="doc", disable=None if progress is None else not progress)
+    try:
+        with torch.inference_mode():
+            for batch in _length_batches(lengths, batch_size):
+                rows = ids_only[batch.tolist()]["input_ids"]
+                prompts = [list(r[:k]) for r, k in zip(rows, lengths[batch], strict=True)]
+                if not generative:
+                    scores[batch] = _classify(model, prompts, pad_token_id, device)
+                elif decode == "score":
+                    scores[batch] = _score(model, prompts, template, pad_token_id, device,
+                                           class_chunk)
+                else:
+                    texts = _generate(model, prompts, template, pad_token_id, device, tokenizer)
+                    for i, text in zip(batch, texts, strict=True):
+                        generated[i] = text
+                bar.update(len(batch))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return _finish(doc_ids, true, scores, generated, labels)
+
+
+def _finish(
+    doc_ids: list[str],
+    true: np.ndarray,
+    scores: np.ndarray | None,
+    generated: list[str] | None,
+    labels: Sequence[str] | None,
+) -> Predictions:
+    if scores is not None:
+        # Softmax over the classes only: in score mode the model's mass outside the class names
+        # is dropped, which is what choosing among the classes means.
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        predicted = scores.argmax(axis=1).astype(np.int64)
+        return Predictions(doc_ids, true, predicted, probs, None, 0, scores)
+    assert generated is not None and labels is not None
+    index = {name: i for i, name in enumerate(labels)}
+    predicted = np.array([index.get(text, INVALID) for text in generated], dtype=np.int64)
+    invalid = int((predicted == INVALID).sum())
+    return Predictions(doc_ids, true, predicted, None, generated, invalid, None)
+
+
+def _num_labels(model: Any) -> int:
+    return int(model.config.num_labels)
+
+
+def _length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar length, longest first (an OOM shows up at once)."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _pad(
+    prompts: list[list[int]], pad_token_id: int, *, left: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        span = slice(width - len(p), width) if left else slice(0, len(p))
+        ids[i, span] = torch.tensor(p, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def _classify(
+    model: Any, prompts: list[list[int]], pad_token_id: int, device: torch.device
+) -> np.ndarray:
+    import torch
+
+    # Right padding: HF sequence classification pools the last token that is not
+    # config.pad_token_id, which train set to the same pad id.
+    ids, mask = _pad(prompts, pad_token_id, left=False)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def _cache_kwarg() -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.2x); use the name it has."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _score(
+    model: Any,
+    prompts: list[list[int]],
+    template: TemplateIds,
+    pad_token_id: int,
+    device: torch.device,
+    class_chunk: int | None,
+) -> np.ndarray:
+    """[B, C] log P(completion_c | prompt): one cached prompt forward, then the completions."""
+    import torch
+    from transformers import DynamicCache
+
+    ids, mask = _pad(prompts, pad_token_id, left=True)
+    ids, mask = ids.to(device), mask.to(device)
+    # Positions count real tokens only, so left padding does not shift a prompt's positions.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **{_cache_kwarg(): cache})
+    first = torch.log_softmax(out.logits[:, -1], dim=-1, dtype=torch.float32)  # [B, V]
+    completions = template.completions
+    firsts = torch.tensor([c[0] for c in completions], device=first.device)
+    scores = first[:, firsts]  # [B, C]: each class's first token
+    for group in _class_groups(completions, class_chunk):
+        rest = _score_rest(model, _fork(cache), mask, [completions[c] for c in group])
+        scores[:, group] += rest.to(scores.device)
+    return scores.cpu().numpy()
+
+
+def _class_groups(
+    completions: Sequence[Sequence[int]], class_chunk: int | None
+) -> list[list[int]]:
+    """Classes whose completions have the same length (so no forward computes a padding
+    position's full-vocabulary logits), at most ``class_chunk`` a group; single-token ones need
+    no second forward."""
+    by_length: dict[int, list[int]] = {}
+    for c, tokens in enumerate(completions):
+        if len(tokens) > 1:
+            by_length.setdefault(len(tokens), []).append(c)
+    groups = []
+    for length in sorted(by_length):
+        classes = by_length[length]
+        size = class_chunk or len(classes)
+        groups += [classes[i : i + size] for i in range(0, len(classes), size)]
+    return groups
+
+
+def _fork(cache: Any) -> Any:
+    """A cache sharing the prompt's key/value tensors. A layer's update and repeat rebind its
+    tensors rather than write into them, so every group starts from the untouched prompt cache
+    without a copy (crop() would not undo a sliding-window layer's trimming)."""
+    forked = copy.copy(cache)
+    forked.layers = [copy.copy(layer) for layer in cache.layers]
+    return forked
+
+
+def _score_rest(
+    model: Any, cache: Any, mask: torch.Tensor, completions: list[Sequence[int]]
+) -> torch.Tensor:
+    """[B, k] log P(c[1:] | prompt, c[0]) for k completions of one length, in one forward over
+    c[:-1] on the prompt cache repeated k times (row b*k + j: document b, completion j)."""
+    import torch
+
+    batch, k, steps = mask.shape[0], len(completions), len(completions[0]) - 1
+    device = mask.device
+    feed = torch.tensor([list(c[:-1]) for c in completions], device=device).repeat(batch, 1)
+    target = torch.tensor([list(c[1:]) for c in completions]).repeat(batch, 1)
+    cache.batch_repeat_interleave(k)
+    rows_mask = torch.cat([mask.repeat_interleave(k, 0), mask.new_ones((batch * k, steps))], 1)
+    # Completion token j sits right after the prompt's real tokens, whatever the padding.
+    rows_pos = mask.sum(-1).repeat_interleave(k)[:, None] + torch.arange(steps, device=device)
+    out = model(input_ids=feed, attention_mask=rows_mask, position_ids=rows_pos, use_cache=True,
+                logits_to_keep=steps, **{_cache_kwarg(): cache})
+    logp = torch.log_softmax(out.logits, dim=-1, dtype=torch.float32)  # [B*k, steps, V]
+    picked = logp.gather(-1, target[..., None].to(logp.device))[..., 0]
+    return picked.sum(-1).view(batch, k)
+
+
+def _generate(
+    model: Any,
+    prompts: list[list[int]],
+    template: TemplateIds,
+    pad_token_id: int,
+    device: torch.device,
+    tokenizer: Any,
+) -> list[str]:
+    """Greedy continuations of the prompts, decoded and stripped (the old eval, for comparison)."""
+    ids, mask = _pad(prompts, pad_token_id, left=True)
+    eos = sorted({c[-1] for c in template.completions})
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        max_new_tokens=template.max_completion_len + 3,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=pad_token_id,
+    )
+    new = out[:, ids.shape[1] :].cpu().tolist()
+    return [tokenizer.decode(t, skip_special_tokens=True).strip() for t in new]

@@ -1,0 +1,76 @@
+"""compute_metrics equals scikit-learn on the same predictions, invalid generations included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from rvl_llm.evaluate.metrics import compute_metrics, macro_f1
+from rvl_llm.labels import RVL_CDIP_CLASSES
+
+LABELS = RVL_CDIP_CLASSES
+
+
+def predictions(n: int, invalid_share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, len(LABELS), n)
+    predicted = np.where(rng.random(n) < 0.6, true, rng.integers(0, len(LABELS), n))
+    predicted[rng.random(n) < invalid_share] = -1
+    return true, predicted
+
+
+@pytest.mark.parametrize("invalid_share", [0.0, 0.15])
+def test_equals_sklearn(invalid_share: float) -> None:
+    true, predicted = predictions(500, invalid_share)
+    m = compute_metrics(true, predicted, LABELS)
+    classes = list(range(len(LABELS)))
+    assert m["n"] == 500
+    assert m["invalid"] == int((predicted == -1).sum())
+    assert (m["invalid"] > 0) == (invalid_share > 0)
+    assert m["accuracy"] == pytest.approx(accuracy_score(true, predicted))
+    # An invalid prediction is always wrong: accuracy counts it in the denominator.
+    assert m["accuracy"] == pytest.approx(((true == predicted).sum()) / 500)
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            true, predicted, labels=classes, average=average, zero_division=0
+        )
+        assert (m[f"{average}_precision"], m[f"{average}_recall"], m[f"{average}_f1"]) == (
+            pytest.approx(p), pytest.approx(r), pytest.approx(f))
+    p, r, f, s = precision_recall_fscore_support(
+        true, predicted, labels=classes, zero_division=0
+    )
+    assert list(m["per_class"]) == list(LABELS)
+    for i, name in enumerate(LABELS):
+        row = m["per_class"][name]
+        assert (row["precision"], row["recall"], row["f1"]) == (
+            pytest.approx(p[i]), pytest.approx(r[i]), pytest.approx(f[i]))
+        assert row["support"] == s[i] == (true == i).sum()
+    matrix = np.array(m["confusion_matrix"])
+    np.testing.assert_array_equal(matrix, confusion_matrix(true, predicted, labels=classes))
+    # Rows are true classes; an invalid prediction lands in no column.
+    np.testing.assert_array_equal(matrix.sum(1), np.bincount(true[predicted != -1], minlength=16))
+    assert m["macro_f1"] == pytest.approx(macro_f1(true, predicted, len(LABELS)))
+    assert macro_f1(true, predicted, len(LABELS)) == pytest.approx(
+        f1_score(true, predicted, labels=classes, average="macro", zero_division=0))
+
+
+def test_invalid_lowers_recall_not_precision() -> None:
+    labels = ("a", "b")
+    m = compute_metrics([0, 0, 1, 1], [0, -1, 1, 1], labels)
+    assert m["accuracy"] == 0.75
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
+                                   "support": 2}
+    assert m["per_class"]["b"]["precision"] == 1.0
+    assert m["confusion_matrix"] == [[1, 0], [0, 2]]
+
+
+def test_empty_split() -> None:
+    m = compute_metrics([], [], ("a", "b"))
+    assert m["n"] == 0 and m["accuracy"] == 0.0 and m["confusion_matrix"] == [[0, 0], [0, 0]]
+    assert macro_f1([], [], 2) == 0.0
