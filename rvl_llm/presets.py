@@ -75,7 +75,10 @@ class ModelSource:
         """A local folder holding the tokenizer files (downloaded or cached for hub ids)."""
         if self.is_local:
             return Path(self.location)
-        return _hub_snapshot(self.location, self.spec, allow_patterns=list(TOKENIZER_FILES))
+        # config.json too: transformers picks the tokenizer class from the model type in it, so
+        # without it a hub tokenizer could load differently than from the full model folder.
+        patterns = [*TOKENIZER_FILES, "config.json"]
+        return _hub_snapshot(self.location, self.spec, allow_patterns=patterns)
 
 
 def resolve_model(spec: str) -> ModelSource:
