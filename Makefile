@@ -16,7 +16,6 @@ BATCH    ?= 8
 CHECKPOINT ?= log/$(NAME)/final
 OUT      ?= results
 TRAIN_FLAGS ?=
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= true
 
 .PHONY: setup sample prepare train eval report demo test lint bench clean

@@ -125,5 +125,10 @@ def _hub_snapshot(repo_id: str, spec: str, allow_patterns: list[str] | None = No
         raise RvlError(
             f"--model {spec}: cannot reach {repo_id} on the Hugging Face hub "
             f"({type(err).__name__}); download it where there is network, or pass a local "
-            f"folder or a preset ({', '.join(load_presets())})"
+            f"folder or a local preset ({', '.join(local_presets())})"
         ) from err
+
+
+def local_presets() -> list[str]:
+    """Presets whose model is a folder of this project (they need no hub)."""
+    return [name for name, p in load_presets().items() if _looks_local(p.model)]

@@ -126,7 +126,7 @@ def test_a_missing_data_folder(tmp_path: Path, mistral: str) -> None:
         ("no-such-preset", ("--model no-such-preset", "not a preset", "tiny-mistral")),
         ("./no/such/folder", ("--model ./no/such/folder", "not an existing folder")),
         ("rvl-llm-tests/no-such-model",
-         ("--model rvl-llm-tests/no-such-model", "local folder or a preset", "tiny-llama3")),
+         ("--model rvl-llm-tests/no-such-model", "local folder or a local preset", "tiny-llama3")),
     ],
     ids=["preset", "folder", "uncached hub id"],
 )

@@ -133,7 +133,7 @@ def test_hub_model_without_network(workdir: Path, write_corpus: Callable[..., Pa
     result = CliRunner().invoke(
         main, ["train", "-d", "data", "--name", "run", "-m", "nobody-here/no-model"]
     )
-    assert_refused(result, "--model nobody-here/no-model", "local folder or a preset")
+    assert_refused(result, "--model nobody-here/no-model", "local folder or a local preset")
     assert not (workdir / "log").exists()
 
 
