@@ -333,14 +333,25 @@ def test_format_version_bump_writes_the_new_version(
     assert on_disk["format_version"] == on_disk["settings"]["format_version"] == 2
 
 
-@pytest.mark.parametrize("damage", ["other format", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["other format", "garbage", "not an object", "missing key", "unknown split key"]
+)
 def test_an_unreadable_manifest_is_rebuilt(env: Env, damage: str) -> None:
     first = run_prepare(env.cfg())
     path = first.root / "manifest.json"
+    data = json.loads(path.read_text())
     if damage == "garbage":
         path.write_text("{not json")
-    else:
+    elif damage == "other format":
         path.write_text(path.read_text().replace('"format_version": 1', '"format_version": 0', 1))
+    elif damage == "not an object":
+        path.write_text("[]")
+    elif damage == "missing key":
+        del data["template"]
+        path.write_text(json.dumps(data))
+    else:
+        data["splits"]["train"]["written_by"] = "another tool"
+        path.write_text(json.dumps(data))
     again = run_prepare(env.cfg())
     assert again.root == first.root and again.built == SPLITS
     assert Manifest.load(first.root) == again.manifest

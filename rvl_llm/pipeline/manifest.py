@@ -9,7 +9,7 @@ train and evaluate read shards only through :class:`Manifest`; they never tokeni
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation", "test")
-MODES = ("classifier", "generative")
 IGNORE_INDEX = -100  # label value outside the completion: ignored by the loss
 
 
@@ -101,7 +100,6 @@ class SplitInfo:
     class_counts: dict[str, int]
     length: dict[str, float]  # token-length summary: min, mean, median, p90, p99, max
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SplitInfo:
@@ -181,15 +179,20 @@ class Manifest:
             raise RvlError(f"{path}: no manifest (not a prepared cache entry)") from err
         except (OSError, ValueError) as err:
             raise RvlError(f"{path}: unreadable manifest ({err})") from err
+        if not isinstance(data, dict):
+            raise RvlError(f"{path}: unreadable manifest (not a JSON object)")
         if data.get("format_version") != FORMAT_VERSION:
             raise RvlError(
                 f"{path}: shard format {data.get('format_version')} is not this version's "
                 f"{FORMAT_VERSION}; run prepare again"
             )
-        return cls(
-            root=Path(root),
-            key=data["key"],
-            settings=data["settings"],
-            template=TemplateIds.from_json(data["template"]),
-            splits={k: SplitInfo.from_json(v) for k, v in data["splits"].items()},
-        )
+        try:
+            return cls(
+                root=Path(root),
+                key=data["key"],
+                settings=data["settings"],
+                template=TemplateIds.from_json(data["template"]),
+                splits={k: SplitInfo.from_json(v) for k, v in data["splits"].items()},
+            )
+        except (KeyError, TypeError, ValueError) as err:  # edited or written by other code
+            raise RvlError(f"{path}: unreadable manifest ({type(err).__name__}: {err})") from err
