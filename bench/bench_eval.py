@@ -89,7 +89,7 @@ def floor_pass(model: Any, prompts: list[list[int]], batch_size: int, pad: int) 
     import numpy as np
     import torch
 
-    from rvl_llm.evaluate.scoring import _length_batches, _pad  # the same batching as predict
+    from rvl_llm.inference.scoring import _length_batches, _pad  # the same batching as predict
 
     device = model.get_input_embeddings().weight.device
     lengths = np.array([len(p) for p in prompts])
@@ -107,7 +107,7 @@ def generate_pass(model: Any, prompts: list[list[int]], batch_size: int, pad: in
     import numpy as np
     import torch
 
-    from rvl_llm.evaluate.scoring import _length_batches, _pad
+    from rvl_llm.inference.scoring import _length_batches, _pad
 
     device = model.get_input_embeddings().weight.device
     lengths = np.array([len(p) for p in prompts])
@@ -151,7 +151,7 @@ def timed(run: Callable[[], None], repeats: int) -> list[float]:
 def main() -> None:
     import torch
 
-    from rvl_llm.evaluate.scoring import predict
+    from rvl_llm.inference.scoring import predict
     from rvl_llm.pipeline.config import PrepareConfig
     from rvl_llm.pipeline.prepare import run_prepare
     from rvl_llm.presets import resolve_model

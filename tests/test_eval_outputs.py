@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rvl_llm.errors import RvlError
-from rvl_llm.evaluate.metrics import compute_metrics
+from rvl_llm.inference.metrics import compute_metrics
 from rvl_llm.evaluate.outputs import (
     INVALID_NAME,
     run_folder,
@@ -18,7 +18,7 @@ from rvl_llm.evaluate.outputs import (
     write_all,
 )
 from rvl_llm.evaluate.report import run_report
-from rvl_llm.evaluate.scoring import Predictions
+from rvl_llm.inference.scoring import Predictions
 from rvl_llm.labels import RVL_CDIP_CLASSES
 
 LABELS = RVL_CDIP_CLASSES

@@ -11,7 +11,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from rvl_llm.evaluate.metrics import compute_metrics, macro_f1
+from rvl_llm.inference.metrics import compute_metrics, macro_f1
 from rvl_llm.labels import RVL_CDIP_CLASSES
 
 LABELS = RVL_CDIP_CLASSES

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
-from rvl_llm.evaluate.scoring import INVALID, predict  # noqa: E402
+from rvl_llm.inference.scoring import INVALID, predict  # noqa: E402
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

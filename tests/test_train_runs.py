@@ -120,7 +120,7 @@ def check_run_folder(result: TrainResult, cfg: TrainConfig, trainable: str) -> d
 
 
 def validation_accuracy(loaded: Any, recipe: dict[str, Any]) -> float:
-    from rvl_llm.evaluate.scoring import predict
+    from rvl_llm.inference.scoring import predict
     from rvl_llm.pipeline.manifest import Manifest
 
     manifest = Manifest.load(Path(recipe["cache_dir"]) / recipe["cache_key"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from rvl_llm.evaluate.config import DECODES
+from rvl_llm.inference import DECODES
 from rvl_llm.pipeline.manifest import SPLITS
 
 

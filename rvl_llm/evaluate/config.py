@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from rvl_llm.errors import RvlError
+from rvl_llm.inference import DECODES
 from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_OUT_NAME = "eval"  # default output folder: CHECKPOINT/eval/
-DECODES = ("score", "generate")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rvl_llm.evaluate.scoring import INVALID, Predictions
+from rvl_llm.inference.scoring import INVALID, Predictions
 
 METRICS_NAME = "metrics.json"
 PREDICTIONS_NAME = "predictions.tsv"

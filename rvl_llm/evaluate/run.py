@@ -47,9 +47,9 @@ def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult:
     say(f"eval: loading {checkpoint}")
     loaded = _load(checkpoint)
 
-    from rvl_llm.evaluate.metrics import compute_metrics
+    from rvl_llm.inference.metrics import compute_metrics
     from rvl_llm.evaluate.outputs import write_all
-    from rvl_llm.evaluate.scoring import predict
+    from rvl_llm.inference.scoring import predict
 
     labels = tuple(recipe["labels"])
     start = time.perf_counter()

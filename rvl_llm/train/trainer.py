@@ -7,7 +7,7 @@ Four changes to ``transformers.Trainer``, each small:
   there; full logits of a Llama 3 batch (128k vocabulary) would cost GiBs for 3-5 useful tokens
   per document. The sum over labelled tokens is divided by ``num_items_in_batch`` (labelled
   tokens of the whole accumulated batch), so gradient accumulation weighs every token the same.
-- ``evaluate``: scores the validation split with ``rvl_llm.evaluate.scoring.predict`` (exact
+- ``evaluate``: scores the validation split with ``rvl_llm.inference.scoring.predict`` (exact
   label scoring; the Trainer's eval loop would reorder rows by length and hold full logits) and
   reports accuracy and macro-F1, so ``load_best_model_at_end`` keeps the most accurate epoch.
 - ``_save``: in head-only classifier mode a checkpoint holds the head, not a copy of the frozen
@@ -138,7 +138,7 @@ class RvlTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        from rvl_llm.evaluate.metrics import compute_metrics
+        from rvl_llm.inference.metrics import compute_metrics
 
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         true, predicted = self._predict_validation(dataset)
@@ -163,7 +163,7 @@ class RvlTrainer(Trainer):
         in a forward, so shares may differ in size) and the shares are gathered in rank order.
         FSDP: every forward needs every process, so all of them score the whole split.
         """
-        from rvl_llm.evaluate.scoring import predict
+        from rvl_llm.inference.scoring import predict
 
         world, rank = self.args.world_size, self.args.process_index
         share = dataset

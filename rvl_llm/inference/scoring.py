@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rvl_llm.evaluate.config import DECODES
+from rvl_llm.inference import DECODES
 from rvl_llm.pipeline.manifest import TemplateIds
 
 if TYPE_CHECKING:
