@@ -100,12 +100,13 @@ def save_random_model(shape: dict[str, Any], folder: Path, device: str) -> None:
 
 def load_for_training(folder: Path, mode: str, device: str) -> Any:
     """The model as ``rvl-llm train`` builds it for ``--trainable mode -g``."""
+    from rvl_llm.inference.base_model import load_base_model
     from rvl_llm.train.config import TrainConfig
-    from rvl_llm.train.model import load_base_model, make_trainable, quantization_settings
+    from rvl_llm.train.model import make_trainable, quantization_settings
 
-    cfg = TrainConfig(data_dir=folder, name="bench", model=str(folder), generative=True,
-                      trainable=mode, gradient_checkpointing=mode == "qlora", lr=1e-4,
-                      mixed_precision="bf16")
+    cfg = TrainConfig.from_flags(data_dir=folder, name="bench", model=str(folder),
+                                 generative=True, trainable=mode, lr=1e-4,
+                                 gradient_checkpointing=mode == "qlora", mixed_precision="bf16")
     model = load_base_model(str(folder), generative=True, labels=(), pad_token_id=0,
                             dtype="bf16", quantization=quantization_settings(mode),
                             device_map={"": device})

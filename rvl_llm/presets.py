@@ -80,6 +80,15 @@ class ModelSource:
         patterns = [*TOKENIZER_FILES, "config.json"]
         return _hub_snapshot(self.location, self.spec, allow_patterns=patterns)
 
+    def check_model_files(self) -> None:
+        """A local folder to train must hold a model, not only a tokenizer (prepare needs only
+        the tokenizer, so this is checked by train, before anything is prepared)."""
+        if self.is_local and not (Path(self.location) / "config.json").is_file():
+            raise RvlError(
+                f"--model {self.spec}: {self.location} has no config.json (a tokenizer alone "
+                "is not a model); pass the folder `save_pretrained` wrote, a preset or a hub id"
+            )
+
 
 def resolve_model(spec: str) -> ModelSource:
     presets = load_presets()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from rvl_llm.errors import RvlError
-from rvl_llm.inference.metrics import compute_metrics
 from rvl_llm.evaluate.outputs import (
     INVALID_NAME,
     run_folder,
@@ -18,6 +17,7 @@ from rvl_llm.evaluate.outputs import (
     write_all,
 )
 from rvl_llm.evaluate.report import run_report
+from rvl_llm.inference.metrics import compute_metrics
 from rvl_llm.inference.scoring import Predictions
 from rvl_llm.labels import RVL_CDIP_CLASSES
 
@@ -112,6 +112,23 @@ def test_summary_names_the_worst_classes() -> None:
     assert all(name in text for name in worst)
     best = max(record["per_class"], key=lambda k: record["per_class"][k]["f1"])
     assert best not in text.split("worst", 1)[1]
+    assert f"over {record['macro_classes']} of {len(LABELS)} classes" in text
+
+
+def test_summary_leaves_out_classes_with_no_documents() -> None:
+    preds = scored(200)
+    keep = preds.true != 0  # no document of class 0, and none predicted as it either
+    true, predicted = preds.true[keep], np.where(preds.predicted[keep] == 0, 1,
+                                                  preds.predicted[keep])
+    record = {**record_for(preds), **compute_metrics(true, predicted, LABELS)}
+    assert record["per_class"][LABELS[0]] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                              "support": 0}
+    text = summary_table(record, worst=len(LABELS))
+    worst = text.split("worst", 1)[1]
+    # F1 0 with no documents is not a weak class; every class with documents is still listed.
+    assert LABELS[0] not in worst
+    assert all(name in worst for name in LABELS[1:])
+    assert f"over 15 of {len(LABELS)} classes" in text
 
 
 def test_report_gathers_every_eval(tmp_path: Path) -> None:

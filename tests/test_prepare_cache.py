@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rvl_llm.errors import RvlError
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline import cache, manifest, tokenize
 from rvl_llm.pipeline import prepare as prepare_module
@@ -328,9 +329,10 @@ def test_classifier_entries_ignore_the_response_template(env: Env) -> None:
 def test_format_version_bump_writes_the_new_version(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    current = manifest.FORMAT_VERSION
     result = run_prepare(bump_format_version(env, monkeypatch))
     on_disk = json.loads((result.root / "manifest.json").read_text())
-    assert on_disk["format_version"] == on_disk["settings"]["format_version"] == 2
+    assert on_disk["format_version"] == on_disk["settings"]["format_version"] == current + 1
 
 
 @pytest.mark.parametrize(
@@ -343,7 +345,8 @@ def test_an_unreadable_manifest_is_rebuilt(env: Env, damage: str) -> None:
     if damage == "garbage":
         path.write_text("{not json")
     elif damage == "other format":
-        path.write_text(path.read_text().replace('"format_version": 1', '"format_version": 0', 1))
+        version = f'"format_version": {manifest.FORMAT_VERSION}'
+        path.write_text(path.read_text().replace(version, '"format_version": 0', 1))
     elif damage == "not an object":
         path.write_text("[]")
     elif damage == "missing key":
@@ -433,12 +436,12 @@ def fail_after_first_write(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_exception_mid_build_leaves_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     fail_after_first_write(monkeypatch)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RvlError, match=r"cannot write the shards \(disk full\)"):
         run_prepare(env.cfg(batch_size=1))
     entries = [p for p in env.cache.iterdir() if p.is_dir()]
     assert all(list(p.iterdir()) == [] for p in entries)  # no split folder, no manifest
     assert leftovers(env.cache) == []
-    assert cache.list_entries(env.cache) == []
+    assert cache.list_entries(env.cache) == ([], [])
 
 
 def test_an_exception_mid_split_keeps_the_finished_splits(
@@ -447,7 +450,7 @@ def test_an_exception_mid_split_keeps_the_finished_splits(
     first = run_prepare(env.cfg(splits=("train",)))
     with monkeypatch.context() as patch:
         fail_after_first_write(patch)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(RvlError, match="disk full"):
             run_prepare(env.cfg(batch_size=1, splits=("validation", "test")))
     assert sorted(p.name for p in first.root.iterdir()) == ["manifest.json", "train"]
     assert Manifest.load(first.root) == first.manifest
@@ -493,7 +496,7 @@ def test_a_prepare_killed_mid_build_leaves_nothing_complete(
                 child.kill()
     (root,) = [p for p in env.cache.iterdir() if p.is_dir()]
     assert [p.name.startswith(f"{cache.TEMP_PREFIX}train-") for p in root.iterdir()] == [True]
-    assert cache.list_entries(env.cache) == []
+    assert cache.list_entries(env.cache) == ([], [])
 
     result = run_prepare(env.cfg(data_dir=data, max_len=256, generative=False))
     assert result.root == root and result.built == SPLITS

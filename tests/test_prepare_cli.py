@@ -128,6 +128,7 @@ def test_a_damaged_shard_is_named_and_rebuilt(
 
 def test_cache_ls_lists_entries(small_corpus: Path, tmp_path: Path, mistral: str) -> None:
     cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
     empty = invoke("cache", "ls", "--cache-dir", str(cache_dir))
     assert (empty.exit_code, empty.output) == (0, f"no cache entries in {cache_dir}\n")
     generative = Manifest.load(summary(prepare(

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from rvl_llm.cli import main
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline.cache import TEMP_PREFIX
-from rvl_llm.pipeline.manifest import Manifest, shard_schema
+from rvl_llm.pipeline.manifest import Manifest, SkippedFile, shard_schema
 
 GOOD = {
     "train_0000_0_aws.json": "Dear Sir, thank you for your letter of May 3.",
@@ -192,21 +192,23 @@ def test_skip_bad_files_lists_them_and_builds_the_rest(
     result = prepare(data, mistral, tmp_path / "cache", "--skip-bad-files")
     m = entry(result)
     skipped = m.splits["train"].skipped_files
-    assert sorted(s.split(":")[0] for s in skipped) == sorted(n for n in bad if "train" in n)
-    assert any(s.startswith("train_0001_3_aws.json: malformed JSON") for s in skipped)
-    assert any(s.startswith("train_0005_99_aws.json: label 99 is outside") for s in skipped)
+    assert sorted(s.name for s in skipped) == sorted(n for n in bad if "train" in n)
+    reasons = {s.name: s.reason for s in skipped}
+    assert reasons["train_0001_3_aws.json"].startswith("malformed JSON")
+    assert reasons["train_0005_99_aws.json"].startswith("label 99 is outside")
     assert m.splits["train"].rows == 1
     assert m.dataset("train")["doc_id"] == ["train_0000_0_aws"]
     assert m.splits["test"].rows == 0 and m.splits["test"].shards == ()
-    assert m.splits["test"].skipped_files == ("test_0001_1_aws.json: malformed JSON "
-                                              "(Expecting value at line 1)",)
+    assert m.splits["test"].skipped_files == (
+        SkippedFile("test_0001_1_aws.json", "malformed JSON (Expecting value, line 1 column 1)"),)
     empty = m.dataset("test")
     assert empty.num_rows == 0
     assert empty.data.schema.remove_metadata().equals(shard_schema(False))
-    for name in skipped:
-        assert f"  skipped {name}" in result.output
+    for s in skipped:
+        assert f"  skipped {s.name}: {s.reason}" in result.output
     manifest_json = json.loads((m.root / "manifest.json").read_text())
-    assert manifest_json["splits"]["train"]["skipped_files"] == list(skipped)
+    assert manifest_json["splits"]["train"]["skipped_files"] == [
+        {"name": s.name, "reason": s.reason} for s in skipped]
 
 
 def test_a_cache_hit_that_skipped_files_needs_the_flag_again(

@@ -19,7 +19,9 @@ from rvl_llm.train import model as train_model
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "model").mkdir()  # a local folder: resolves as a model without being loaded
+    model = tmp_path / "model"  # a local folder: resolves as a model without being loaded
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # train checks that it is a model, not a tokenizer
     (tmp_path / "data").mkdir()
     return tmp_path
 
@@ -154,7 +156,8 @@ def test_optional_value_flags_parse(workdir: Path, monkeypatch: pytest.MonkeyPat
                  ["--set-pad-token", "<unk>", "--mixed-precision", "bf16"], []):
         result = runner.invoke(main, ["train", "-d", "data", "--name", "r", "-m", "m", *args])
         assert result.exit_code == 0, result.output
-    assert [(c.set_pad_token, c.mixed_precision) for c in seen] == [
+    assert [(c.settings.set_pad_token, c.settings.mixed_precision) for c in seen] == [
         ("", "auto"), ("<unk>", "bf16"), (None, None)]
-    assert (seen[2].lr, seen[2].trainable, seen[2].batch_size, seen[2].num_epochs) == (
-        None, None, 8, 10)
+    plain = seen[2].settings
+    assert (plain.lr, plain.trainable, plain.batch_size, plain.num_epochs) == (None, None, 8, 10)
+    assert seen[2].data.splits == ("train", "validation")  # training prepares these two only

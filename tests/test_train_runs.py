@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import torch
 
+from rvl_llm.inference.checkpoint import load_checkpoint
+from rvl_llm.recipe import Recipe
 from rvl_llm.train import model as train_model
-from rvl_llm.train.checkpoint import load_checkpoint
 from rvl_llm.train.config import TrainConfig
 from rvl_llm.train.run import TrainResult, run_train
 
@@ -20,11 +21,9 @@ LABELS = ("letter", "form", "email", "invoice")
 WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
          "total amount due payment")
 RECIPE_FIELDS = {
-    "recipe_version", "run_name", "model", "model_location", "mode", "trainable",
-    "response_template", "pad_token", "labels", "max_len", "data_dir", "prefixes", "suffix",
-    "cache_dir", "cache_key", "seed", "lora", "quantization", "mixed_precision", "unsloth",
-    "trust_remote_code", "versions", "command", "validation_accuracy",
-    "best_validation_accuracy",
+    "recipe_version", "run_name", "model", "model_location", "data", "settings", "pad_token",
+    "lora_targets", "quantization", "mixed_precision", "cache_key", "versions", "command",
+    "validation_accuracy", "best_validation_accuracy",
 }
 
 
@@ -56,7 +55,7 @@ def config(tmp_path: Path, model: Path, **overrides: Any) -> TrainConfig:
         "num_epochs": 1, "batch_size": 4, "lr": 1e-3, "labels_file": tmp_path / "labels.txt",
         "log_dir": tmp_path / "log", "cache_dir": tmp_path / "cache",
     }
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig.from_flags(**{**values, **overrides})
 
 
 def snapshot_initial_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
@@ -104,18 +103,22 @@ def check_run_folder(result: TrainResult, cfg: TrainConfig, trainable: str) -> d
     assert set(final) == RECIPE_FIELDS
     assert json.loads((run / "recipe.json").read_text()) == final
     checkpoints = sorted(run.glob("checkpoint-*"))
-    assert len(checkpoints) == cfg.num_epochs
+    assert len(checkpoints) == cfg.settings.num_epochs
     assert json.loads((checkpoints[-1] / "recipe.json").read_text())["validation_accuracy"] == (
         final["validation_accuracy"])
     weights = {"lora": "adapter_model.safetensors", "qlora": "adapter_model.safetensors",
                "full": "model.safetensors", "classifier": "model.safetensors"}[trainable]
     assert (run / "final" / weights).is_file() and (run / "final" / "tokenizer.json").is_file()
-    assert final["trainable"] == trainable and final["labels"] == list(LABELS)
-    assert final["mode"] == cfg.mode and final["max_len"] == cfg.max_len
-    assert (final["lora"] is not None) == (trainable in ("lora", "qlora"))
+    assert final["settings"]["trainable"] == trainable and final["data"]["labels"] == list(LABELS)
+    assert final["data"]["generative"] == cfg.data.generative
+    assert final["data"]["max_len"] == cfg.data.max_len
     assert (final["quantization"] is not None) == (trainable == "qlora")
-    assert Path(final["data_dir"]).is_absolute() and Path(final["cache_dir"]).is_absolute()
+    data = final["data"]
+    assert Path(data["data_dir"]).is_absolute() and Path(data["cache_dir"]).is_absolute()
+    assert data["labels_file"] is None and data["trust_remote_code"] is False
     assert result.final_accuracy == final["validation_accuracy"] is not None
+    recipe = Recipe.read(run / "final")  # every field checked
+    assert recipe.settings.trainable == trainable and recipe.labels == LABELS
     return final
 
 
@@ -123,7 +126,7 @@ def validation_accuracy(loaded: Any, recipe: dict[str, Any]) -> float:
     from rvl_llm.inference.scoring import predict
     from rvl_llm.pipeline.manifest import Manifest
 
-    manifest = Manifest.load(Path(recipe["cache_dir"]) / recipe["cache_key"])
+    manifest = Manifest.load(Path(recipe["data"]["cache_dir"]) / recipe["cache_key"])
     predictions = predict(loaded.model, manifest.dataset("validation"), manifest.template,
                           pad_token_id=loaded.pad_token_id, progress=False)
     return float((predictions.true == predictions.predicted).mean())
@@ -151,7 +154,7 @@ def test_train_mode_writes_a_reloadable_run(
     recipe = check_run_folder(result, cfg, trainable)
     loaded = load_checkpoint(cfg.run_dir / "final")
     assert not loaded.model.training
-    assert loaded.tokenizer.pad_token == recipe["pad_token"]
+    assert loaded.tokenizer.pad_token == recipe["pad_token"] == loaded.recipe.pad_token
     assert loaded.pad_token_id == loaded.tokenizer.convert_tokens_to_ids(recipe["pad_token"])
     check_weights(initial, loaded.model)
     if name == "tiny-llama3":  # no preset here: Llama 3 has no pad and no unk, so eos pads

@@ -12,7 +12,8 @@ import torch
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 from rvl_llm.presets import load_presets
-from rvl_llm.train.config import DEFAULT_LR, TrainConfig, with_preset_defaults
+from rvl_llm.recipe import DEFAULT_LR
+from rvl_llm.train.config import TrainConfig, with_preset_defaults
 from rvl_llm.train.data import ClassifierCollator, GenerativeCollator
 from rvl_llm.train.trainer import completion_loss
 
@@ -141,10 +142,10 @@ def validation_trainer(tmp_path: Path, model: torch.nn.Module, rows: list[dict],
     from rvl_llm.train.run import training_arguments
     from rvl_llm.train.trainer import RvlTrainer
 
-    cfg = TrainConfig(data_dir=tmp_path, name="t", model="x", log_dir=tmp_path, batch_size=4,
-                      lr=1e-3, generative=template.mode == "generative")
+    cfg = TrainConfig.from_flags(data_dir=tmp_path, name="t", model="x", log_dir=tmp_path,
+                                 batch_size=4, lr=1e-3, generative=template.mode == "generative")
     dataset = datasets.Dataset.from_list(rows)
-    collator = (GenerativeCollator(0, template.max_completion_len) if cfg.generative
+    collator = (GenerativeCollator(0, template.max_completion_len) if cfg.data.generative
                 else ClassifierCollator(0))
     return RvlTrainer(model=model, args=training_arguments(cfg, None, True),
                       train_dataset=dataset, eval_dataset=dataset, data_collator=collator,
@@ -198,18 +199,18 @@ def test_config_checks_name_the_option(tmp_path: Path) -> None:
     ]
     for extra, option in cases:
         with pytest.raises(RvlError, match=option):
-            TrainConfig(**{**base, **extra})
+            TrainConfig.from_flags(**{**base, **extra})
 
 
 def test_preset_defaults_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     preset = load_presets()["tiny-llama3"]
-    cfg = TrainConfig(data_dir=tmp_path, name="r", model="tiny-llama3")
-    filled = with_preset_defaults(cfg, preset)
+    cfg = TrainConfig.from_flags(data_dir=tmp_path, name="r", model="tiny-llama3")
+    filled = with_preset_defaults(cfg, preset).settings
     assert (filled.lr, filled.trainable) == (preset.learning_rate, preset.trainable)
-    mine = with_preset_defaults(TrainConfig(data_dir=tmp_path, name="r", model="tiny-llama3",
-                                            lr=3e-5, trainable="lora"), preset)
-    assert (mine.lr, mine.trainable) == (3e-5, "lora")
-    plain = with_preset_defaults(cfg, None)
+    mine = with_preset_defaults(TrainConfig.from_flags(
+        data_dir=tmp_path, name="r", model="tiny-llama3", lr=3e-5, trainable="lora"), preset)
+    assert (mine.settings.lr, mine.settings.trainable) == (3e-5, "lora")
+    plain = with_preset_defaults(cfg, None).settings
     assert (plain.lr, plain.trainable) == (DEFAULT_LR, "qlora")
 
 

@@ -6,12 +6,14 @@ mode) comes from the run's ``recipe.json``, so an eval cannot silently disagree 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import click
 
 from rvl_llm.errors import RvlError
 from rvl_llm.inference import DECODES
+from rvl_llm.options import cli
 from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_OUT_NAME = "eval"  # default output folder: CHECKPOINT/eval/
@@ -19,17 +21,33 @@ DEFAULT_OUT_NAME = "eval"  # default output folder: CHECKPOINT/eval/
 
 @dataclass(frozen=True)
 class EvalConfig:
-    checkpoint: Path  # a run's final/ or checkpoint-N/ folder (holds recipe.json)
-    data_dir: Path | None = None  # OCR JSON folder; None: the recipe's data_dir
-    max_len: int | None = None  # tokens per row; None: the recipe's (train-time) max_len
-    out_dir: Path | None = None  # None: CHECKPOINT/eval
-    batch_size: int = 8  # documents per forward pass
-    split: str = "test"
-    # generative only: "score" ranks every class's completion; "generate" decodes greedily
-    decode: str = "score"
-    cache_dir: Path | None = None  # prepared shards; None: the recipe's cache_dir
-    class_chunk: int | None = None  # classes per completion forward (memory); None: all
-    progress: bool | None = None  # None: a bar only on a terminal
+    checkpoint: Path = field(metadata=cli(
+        "-c", "--checkpoint",
+        help="A run's final/ or checkpoint-N/ folder (or the run folder: its final/)."))
+    data_dir: Path | None = field(default=None, metadata=cli(
+        "-d", "--data", help="Folder of OCR JSON files [the recipe's]."))
+    max_len: int | None = field(default=None, metadata=cli(
+        "--max-len", help="Tokens per document row [the max-len the run trained with]."))
+    out_dir: Path | None = field(default=None, metadata=cli(
+        "-o", "--out-dir",
+        help="Outputs go to OUT_DIR/<max-len>-max-len/<eval>/ [CHECKPOINT/eval]."))
+    batch_size: int = field(default=8, metadata=cli(
+        "-b", "--batch-size", help="Documents per forward pass."))
+    split: str = field(default="test", metadata=cli("--split", type=click.Choice(SPLITS)))
+    decode: str = field(default="score", metadata=cli(
+        "--decode", type=click.Choice(DECODES),
+        help="Generative runs: score every class name, or generate greedily (old eval)."))
+    cache_dir: Path | None = field(default=None, metadata=cli(
+        "--cache-dir", help="Prepared-shard cache [the recipe's]."))
+    class_chunk: int | None = field(default=None, metadata=cli(
+        "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
+    skip_bad_files: bool = field(default=False, metadata=cli(
+        "--skip-bad-files", help="Skip bad files of the split (on too if training skipped)."))
+    trust_remote_code: bool = field(default=False, metadata=cli(
+        "--trust-remote-code",
+        help="Allow the model's own code (never taken from the checkpoint's recipe)."))
+    progress: bool | None = field(default=None, metadata=cli(
+        "--progress/--no-progress", help="Progress bar [on a terminal]."))
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -46,6 +64,3 @@ class EvalConfig:
     @property
     def resolved_out_dir(self) -> Path:
         return self.out_dir if self.out_dir is not None else self.checkpoint / DEFAULT_OUT_NAME
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

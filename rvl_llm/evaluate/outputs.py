@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rvl_llm.atomic import write_atomic, write_text_atomic
 from rvl_llm.inference.scoring import INVALID, Predictions
 
 METRICS_NAME = "metrics.json"
@@ -29,20 +29,6 @@ TOP_K = 3
 
 def run_folder(out_dir: Path, max_len: int, name: str) -> Path:
     return Path(out_dir) / f"{max_len}-max-len" / name
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Let ``write`` fill a temporary file beside ``path``, then move it into place."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def write_metrics(folder: Path, record: dict[str, Any]) -> Path:
@@ -143,7 +129,12 @@ def summary_table(record: dict[str, Any], worst: int = 3) -> str:
         f"  {'accuracy':<24}{record['accuracy']:.4f}",
         f"  {'macro-F1':<24}{record['macro_f1']:.4f}",
     ]
-    per_class = sorted(record["per_class"].items(), key=lambda item: item[1]["f1"])
+    if "macro_classes" in record:  # records written before the count existed lack it
+        lines[-1] += f"  (over {record['macro_classes']} of {len(record['per_class'])} classes)"
+    # A class with no documents has F1 0 by convention, not because the model failed on it;
+    # listing it as "worst" would hide the classes that really are weak.
+    per_class = sorted(((name, row) for name, row in record["per_class"].items()
+                        if row["support"] > 0), key=lambda item: item[1]["f1"])
     if per_class:
         lines.append(f"  worst classes by F1{'':<5}{'F1':>6} {'prec':>6} {'recall':>6} {'n':>6}")
     for name, row in per_class[:worst]:

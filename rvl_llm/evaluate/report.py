@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rvl_llm.atomic import write_atomic, write_text_atomic
 from rvl_llm.errors import RvlError
-from rvl_llm.evaluate.outputs import METRICS_NAME, write_atomic, write_text_atomic
+from rvl_llm.evaluate.outputs import METRICS_NAME
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"

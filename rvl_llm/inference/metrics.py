@@ -1,8 +1,13 @@
 """Classification metrics with scikit-learn, keyed by class name.
 
 An invalid generation (predicted == -1) is a wrong answer: it counts against accuracy and against
-the recall of its true class, and it is in no class's predictions. Passing ``labels=range(C)`` to
-scikit-learn keeps -1 out of the class lists (no 17th "class") while its rows still count.
+the recall of its true class, and it is in no class's predictions. Passing an explicit ``labels``
+list to scikit-learn keeps -1 out of the class lists (no 17th "class") while its rows still count.
+
+Macro and weighted averages cover the classes present in the truth or the predictions, as
+scikit-learn does by default, less -1: a split that holds 10 of 16 classes is not marked down for
+the 6 it never asks about, while a class predicted but absent from the truth still counts (F1 0).
+``macro_classes`` says how many classes the average covered. Per-class rows keep every class.
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ def compute_metrics(
         "invalid": int((predicted == -1).sum()),
         "accuracy": float(accuracy_score(true, predicted)),
     }
+    # Averaging over all len(labels) classes would score each absent class as F1 0 and drag the
+    # macro average down on splits that lack some classes; see the module docstring.
+    present = present_classes(true, predicted, len(labels))
+    result["macro_classes"] = len(present)
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
-            true, predicted, labels=classes, average=average, zero_division=0
+            true, predicted, labels=present, average=average, zero_division=0
         )
         result[f"{average}_precision"] = float(p)
         result[f"{average}_recall"] = float(r)
@@ -54,8 +63,15 @@ def compute_metrics(
     return result
 
 
+def present_classes(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> list[int]:
+    """Class ids seen in the truth or the predictions, sorted; -1 (invalid) is not a class."""
+    seen = np.union1d(true, predicted)
+    # Only ids of the label set: drops -1, and anything out of range cannot become a class either.
+    return [int(c) for c in seen if 0 <= c < num_classes]
+
+
 def _empty(labels: Sequence[str]) -> dict[str, Any]:
-    result: dict[str, Any] = {"n": 0, "invalid": 0, "accuracy": 0.0}
+    result: dict[str, Any] = {"n": 0, "invalid": 0, "accuracy": 0.0, "macro_classes": 0}
     for average in ("macro", "weighted"):
         for name in ("precision", "recall", "f1"):
             result[f"{average}_{name}"] = 0.0
@@ -64,15 +80,3 @@ def _empty(labels: Sequence[str]) -> dict[str, Any]:
     result["confusion_matrix"] = [[0] * len(labels) for _ in labels]
     return result
 
-
-def macro_f1(
-    true: np.ndarray | Sequence[int], predicted: np.ndarray | Sequence[int], num_classes: int
-) -> float:
-    """Macro-F1 over ``num_classes`` classes (train's validation metric); -1 counts as wrong."""
-    from sklearn.metrics import f1_score
-
-    if len(true) == 0:
-        return 0.0
-    return float(
-        f1_score(true, predicted, labels=list(range(num_classes)), average="macro", zero_division=0)
-    )

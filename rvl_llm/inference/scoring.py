@@ -11,13 +11,13 @@ every result is put back in dataset order, so doc ids, labels and predictions al
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rvl_llm.errors import RvlError
 from rvl_llm.inference import DECODES
 from rvl_llm.pipeline.manifest import TemplateIds
 
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     import torch
 
 INVALID = -1  # predicted class of a generation that is not a class name
+
+
+class NonFiniteScores(RvlError):
+    """Scores with NaN or inf: no prediction, and no metric, can be made from them."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,12 @@ def _finish(
     labels: Sequence[str] | None,
 ) -> Predictions:
     if scores is not None:
+        bad = int((~np.isfinite(scores)).any(axis=1).sum())
+        if bad:  # argmax over NaN picks class 0: an accuracy that means nothing
+            raise NonFiniteScores(
+                f"the class scores of {bad} of {len(scores)} documents are not finite: the "
+                "model's weights hold NaN or inf (a diverged run?)"
+            )
         # Softmax over the classes only: in score mode the model's mass outside the class names
         # is dropped, which is what choosing among the classes means.
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
@@ -161,13 +171,6 @@ def _classify(
     return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
 
 
-def _cache_kwarg() -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` (5.2x); use the name it has."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-
 def _score(
     model: Any,
     prompts: list[list[int]],
@@ -178,21 +181,22 @@ def _score(
 ) -> np.ndarray:
     """[B, C] log P(completion_c | prompt): one cached prompt forward, then the completions."""
     import torch
-    from transformers import DynamicCache
+
+    from rvl_llm.compat import cache_kwarg, fork_cache, new_cache
 
     ids, mask = _pad(prompts, pad_token_id, left=True)
     ids, mask = ids.to(device), mask.to(device)
     # Positions count real tokens only, so left padding does not shift a prompt's positions.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1, **{_cache_kwarg(): cache})
+                logits_to_keep=1, **{cache_kwarg(): cache})
     first = torch.log_softmax(out.logits[:, -1], dim=-1, dtype=torch.float32)  # [B, V]
     completions = template.completions
     firsts = torch.tensor([c[0] for c in completions], device=first.device)
     scores = first[:, firsts]  # [B, C]: each class's first token
     for group in _class_groups(completions, class_chunk):
-        rest = _score_rest(model, _fork(cache), mask, [completions[c] for c in group])
+        rest = _score_rest(model, fork_cache(cache), mask, [completions[c] for c in group])
         scores[:, group] += rest.to(scores.device)
     return scores.cpu().numpy()
 
@@ -215,21 +219,14 @@ def _class_groups(
     return groups
 
 
-def _fork(cache: Any) -> Any:
-    """A cache sharing the prompt's key/value tensors. A layer's update and repeat rebind its
-    tensors rather than write into them, so every group starts from the untouched prompt cache
-    without a copy (crop() would not undo a sliding-window layer's trimming)."""
-    forked = copy.copy(cache)
-    forked.layers = [copy.copy(layer) for layer in cache.layers]
-    return forked
-
-
 def _score_rest(
     model: Any, cache: Any, mask: torch.Tensor, completions: list[Sequence[int]]
 ) -> torch.Tensor:
     """[B, k] log P(c[1:] | prompt, c[0]) for k completions of one length, in one forward over
     c[:-1] on the prompt cache repeated k times (row b*k + j: document b, completion j)."""
     import torch
+
+    from rvl_llm.compat import cache_kwarg
 
     batch, k, steps = mask.shape[0], len(completions), len(completions[0]) - 1
     device = mask.device
@@ -240,7 +237,7 @@ def _score_rest(
     # Completion token j sits right after the prompt's real tokens, whatever the padding.
     rows_pos = mask.sum(-1).repeat_interleave(k)[:, None] + torch.arange(steps, device=device)
     out = model(input_ids=feed, attention_mask=rows_mask, position_ids=rows_pos, use_cache=True,
-                logits_to_keep=steps, **{_cache_kwarg(): cache})
+                logits_to_keep=steps, **{cache_kwarg(): cache})
     logp = torch.log_softmax(out.logits, dim=-1, dtype=torch.float32)  # [B*k, steps, V]
     picked = logp.gather(-1, target[..., None].to(logp.device))[..., 0]
     return picked.sum(-1).view(batch, k)

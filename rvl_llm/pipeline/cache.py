@@ -1,9 +1,9 @@
 """Cache keys, locking and verification of prepared entries under ``--cache-dir``.
 
-The key hashes everything that changes the shards: the tokenizer's file contents (not its name),
-mode, template, max-len, label set, the shard format version and the input files (path, size,
-mtime). Builds happen under a per-key file lock, so a second prepare of the same key waits and
-then finds the finished entry.
+The key hashes exactly the named settings that change the shards (``KEY_FIELDS``): the
+tokenizer's file contents (not its name), mode, template, max-len, label set, the shard format
+version and the input files (resolved path, size, mtime). Builds happen under a per-key file lock,
+so a second prepare of the same key waits and then finds the finished entry; a hit needs no lock.
 """
 
 from __future__ import annotations
@@ -18,13 +18,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rvl_llm.atomic import TEMP_PREFIX
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.corpus import SourceFile
 from rvl_llm.pipeline.manifest import MANIFEST_NAME, Manifest
 from rvl_llm.presets import TOKENIZER_FILES
 
-TEMP_PREFIX = ".tmp-"
-_KEY_EXCLUDES = ("source",)  # recorded for people, not part of the key
+# The settings that change the shards: the key hashes these and nothing else, so a field added
+# to the manifest for people (like "source") can never split or merge entries by accident.
+KEY_FIELDS = (
+    "format_version",
+    "mode",
+    "max_len",
+    "response_template",
+    "labels",
+    "tokenizer",
+    "data",
+)
 
 
 def file_sha256(path: Path) -> str:
@@ -44,28 +54,33 @@ def tokenizer_fingerprint(folder: Path) -> dict[str, str]:
     return found
 
 
-def data_fingerprint(files: dict[str, list[SourceFile]]) -> str:
+def data_fingerprint(
+    files: dict[str, list[SourceFile]], bad: dict[str, list[tuple[Path, str]]]
+) -> str:
+    """Every file of every split (path, size, mtime) and every bad one (path, reason)."""
     digest = hashlib.sha256()
     for split in sorted(files):
         for source in files[split]:
             digest.update(f"{split}\t{source.path}\t{source.size}\t{source.mtime_ns}\n".encode())
+        for path, reason in bad.get(split, []):
+            digest.update(f"{split}\t{path}\tbad\t{reason}\n".encode())
     return digest.hexdigest()
 
 
 def cache_key(settings: dict[str, Any]) -> str:
-    keyed = {k: v for k, v in settings.items() if k not in _KEY_EXCLUDES}
+    keyed = {k: settings[k] for k in KEY_FIELDS}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @contextmanager
 def entry_lock(cache_dir: Path, key: str) -> Iterator[None]:
-    """Exclusive hold on one key; released by the OS if the holder dies."""
+    """Exclusive hold on one key; released by the OS if the holder dies.
+
+    Raises OSError when the folder or the lock file cannot be created (a read-only cache): the
+    caller knows why it needed the lock and says so."""
     from filelock import FileLock
 
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RvlError(f"--cache-dir {cache_dir}: cannot create ({err.strerror})") from err
+    cache_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_dir / f".{key}.lock")):
         yield
 
@@ -85,18 +100,19 @@ def temp_dir(root: Path, name: str) -> Path:
 
 
 def replace_dir(source: Path, target: Path) -> None:
-    """Move a finished folder into place; an old (corrupt) one is moved aside, then deleted."""
-    if target.exists():
-        trash = target.with_name(f"{TEMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.rename(target, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(source, target)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Move a finished folder into place; an old (corrupt) one is moved aside, then deleted
+    once the new one is in place (put back if the move fails)."""
+    if not target.exists():
+        os.rename(source, target)
+        return
+    trash = target.with_name(f"{TEMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
+    os.rename(target, trash)
+    try:
+        os.rename(source, target)
+    except OSError:
+        os.rename(trash, target)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def split_problem(manifest: Manifest, split: str) -> str | None:
@@ -121,14 +137,31 @@ def read_manifest(root: Path) -> Manifest | None:
     try:
         return Manifest.load(root)
     except RvlError:
-        return None  # unreadable or another format version: rebuilt by the caller
+        return None  # unreadable, unsafe or another format version: rebuilt by the caller
 
 
-def list_entries(cache_dir: Path) -> list[Manifest]:
+def list_entries(cache_dir: Path) -> tuple[list[Manifest], list[tuple[Path, str]]]:
+    """The entries under ``cache_dir`` that load, and each one that does not with the reason
+    (one line naming its manifest). Lock files, temporary folders and folders without a manifest
+    (a build that failed or is running: prepare completes it) are not entries."""
     if not cache_dir.is_dir():
-        return []
-    found = (read_manifest(p) for p in sorted(cache_dir.iterdir()) if p.is_dir())
-    return [m for m in found if m is not None]
+        raise RvlError(f"--cache-dir {cache_dir}: no such folder")
+    entries, unreadable = [], []
+    for folder in sorted(cache_dir.iterdir()):
+        if not folder.is_dir() or folder.name.startswith(TEMP_PREFIX):
+            continue
+        if not (folder / MANIFEST_NAME).exists():
+            continue
+        try:
+            entries.append(Manifest.load(folder))
+        except RvlError as err:
+            unreadable.append((folder, err.message))
+    return entries, unreadable
+
+
+def unreadable_count(unreadable: list[tuple[Path, str]]) -> str:
+    n = len(unreadable)
+    return f"{n} unreadable cache {'entry' if n == 1 else 'entries'}"
 
 
 def entry_bytes(root: Path) -> int:

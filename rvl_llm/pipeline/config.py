@@ -1,37 +1,56 @@
-"""PrepareConfig: every setting of the prepare stage, once, checked on construction."""
+"""PrepareConfig: every setting of the prepare stage, once, checked on construction.
+
+This is the one place a prepare setting is added. Its ``cli`` metadata makes the option of
+`prepare` and `train` (``rvl_llm.options``), the run recipe nests the whole config verbatim, and
+eval and resume take it from there with ``dataclasses.replace``: a new field reaches every stage
+with no other edit.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import load_labels
+from rvl_llm.options import cli
 from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_RESPONSE_TEMPLATE = "\n\n### Classification:"
-DEFAULT_CACHE_DIR = Path("data_cache")
+DEFAULT_CACHE_DIR = Path("data_cache")  # also the default of `rvl-llm cache ls/verify`
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    data_dir: Path  # folder of OCR JSON files
-    model: str  # preset name, local folder or hub id: only its tokenizer is used here
-    max_len: int = 512  # tokens per row, specials and completion included
-    generative: bool = False  # prompt + " class name" + EOS with a completion-only loss mask
-    response_template: str = DEFAULT_RESPONSE_TEMPLATE  # the directive after the document
-    splits: tuple[str, ...] = SPLITS  # which splits to build (the cache key covers all)
-    prefix_train: str = "train_"
-    prefix_validation: str = "validation_"
-    prefix_test: str = "test_"
-    suffix: str = "_aws"  # file names end in {suffix}.json
-    labels_file: Path | None = None  # one class name a line; RVL-CDIP's 16 classes when None
-    labels: tuple[str, ...] | None = None  # the label set itself (eval: from the recipe)
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    skip_bad_files: bool = False  # skip (and list in the manifest) files that would be errors
-    trust_remote_code: bool = False
+    data_dir: Path = field(metadata=cli("-d", "--data", help="Folder of OCR JSON files."))
+    model: str = field(metadata=cli(
+        "-m", "--model", help="Preset, local folder or hub id (prepare uses its tokenizer)."))
+    max_len: int = field(default=512, metadata=cli(
+        "--max-len", help="Tokens per document row, special tokens and completion included."))
+    generative: bool = field(default=False, metadata=cli(
+        "-g", "--generative",
+        help="Prompt + ' class name' + EOS with a completion-only loss mask (else a classifier)."))
+    response_template: str = field(default=DEFAULT_RESPONSE_TEMPLATE, metadata=cli(
+        "--response-template", help="Directive after the document in generative mode."))
+    splits: tuple[str, ...] = field(default=SPLITS, metadata=cli(
+        "--splits", help="Splits to build, comma-separated (the cache key covers all)."))
+    prefix_train: str = field(default="train_", metadata=cli("--prefix-train"))
+    prefix_validation: str = field(default="validation_", metadata=cli("--prefix-validation"))
+    prefix_test: str = field(default="test_", metadata=cli("--prefix-test"))
+    suffix: str = field(default="_aws", metadata=cli(
+        "--suffix", help="File names end in SUFFIX.json; the label is the number before it."))
+    labels_file: Path | None = field(default=None, metadata=cli(
+        "--labels", help="Label names, one a line, in class-index order [RVL-CDIP's 16]."))
+    labels: tuple[str, ...] | None = None  # the label set itself (a recipe carries it inline)
+    cache_dir: Path = field(default=DEFAULT_CACHE_DIR, metadata=cli("--cache-dir"))
+    skip_bad_files: bool = field(default=False, metadata=cli(
+        "--skip-bad-files", help="Skip files that would be errors and list them in the manifest."))
+    trust_remote_code: bool = field(default=False, metadata=cli(
+        "--trust-remote-code", help="Allow the model's own code from the hub (off unless asked)."))
     batch_size: int = 512  # documents per tokenizer batch and per record batch
-    progress: bool | None = None  # None: a bar only on a terminal
+    progress: bool | None = field(default=None, metadata=cli(
+        "--progress/--no-progress", help="Progress bar [on a terminal]."))
 
     def __post_init__(self) -> None:
         if self.max_len < 1:
@@ -43,6 +62,21 @@ class PrepareConfig:
             raise RvlError("--response-template: must not be empty in generative mode")
         if self.batch_size < 1:
             raise RvlError(f"--batch-size {self.batch_size}: must be positive")
+        self._check_prefixes()
+
+    def _check_prefixes(self) -> None:
+        """Every file must belong to one split at most: an empty prefix, or one that starts
+        another, would put the same documents (test ones, say) into two splits."""
+        for split in SPLITS:
+            if not self.prefix(split):
+                raise RvlError(f"--prefix-{split} '': must not be empty (it would match every "
+                               "file, those of the other splits too)")
+        for a, b in combinations(SPLITS, 2):
+            pa, pb = self.prefix(a), self.prefix(b)
+            if pa.startswith(pb) or pb.startswith(pa):
+                raise RvlError(f"--prefix-{a} {pa!r} and --prefix-{b} {pb!r} overlap: a file "
+                               "could belong to both splits; choose prefixes that do not start "
+                               "one another")
 
     def label_names(self) -> tuple[str, ...]:
         if self.labels is not None:

@@ -43,10 +43,12 @@ class BadFile(RvlError):
 
 
 def scan_folder(data_dir: Path) -> list[os.DirEntry[str]]:
-    """All ``*.json`` entries of the data folder, sorted by name."""
+    """All ``*.json`` entries of the data folder, sorted by name, with absolute paths."""
     if not data_dir.is_dir():
         raise RvlError(f"--data {data_dir}: no such folder")
-    with os.scandir(data_dir) as entries:
+    # Entry paths are as relative as the folder given; they key the cache, so `-d data` and
+    # `-d /abs/data` must list the same paths.
+    with os.scandir(data_dir.resolve()) as entries:
         found = sorted((e for e in entries if e.name.endswith(".json")), key=lambda e: e.name)
     if not found:
         raise RvlError(f"--data {data_dir}: the folder holds no .json files")
@@ -63,21 +65,30 @@ def parse_label(name: str, prefix: str, suffix: str) -> int | None:
 def split_files(
     entries: list[os.DirEntry[str]], prefix: str, suffix: str
 ) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
-    """This split's files (sorted) and the names that belong to it but carry no label number."""
-    files, unlabelled = [], []
+    """This split's files (sorted) and the bad ones that belong to it: no label number in the
+    name, or no file behind the name (a broken symbolic link, a file removed meanwhile)."""
+    files, bad = [], []
     ending = suffix + ".json"
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
         label = parse_label(entry.name, prefix, suffix) if entry.name.endswith(ending) else None
         if label is None:
-            unlabelled.append(
-                (Path(entry.path), f"no label number before '{ending}' in the file name")
-            )
+            bad.append((Path(entry.path), f"no label number before '{ending}' in the file name"))
             continue
-        stat = entry.stat()
+        try:
+            stat = entry.stat()  # follows symbolic links
+        except OSError as err:
+            bad.append((Path(entry.path), _stat_problem(entry, err)))
+            continue
         files.append(SourceFile(entry.path, label, stat.st_size, stat.st_mtime_ns))
-    return files, unlabelled
+    return files, bad
+
+
+def _stat_problem(entry: os.DirEntry[str], err: OSError) -> str:
+    if isinstance(err, FileNotFoundError) and entry.is_symlink():
+        return "broken symbolic link"
+    return f"cannot read ({err.strerror or err})"
 
 
 def read_document(source: SourceFile) -> Document:
@@ -96,7 +107,7 @@ def read_document(source: SourceFile) -> Document:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise BadFile(path, f"malformed JSON ({err.msg} at line {err.lineno})") from err
+        raise BadFile(path, f"malformed JSON ({json_problem(err)})") from err
     if not isinstance(data, dict) or "ocr" not in data:
         raise BadFile(path, 'no "ocr" field')
     ocr = data["ocr"]
@@ -104,3 +115,12 @@ def read_document(source: SourceFile) -> Document:
         raise BadFile(path, f'the "ocr" field is a {type(ocr).__name__}, not a string')
     doc_id = data.get("id", data.get("path", path.name))
     return Document(str(doc_id), ocr, source.label, replaced)
+
+
+def json_problem(err: json.JSONDecodeError) -> str:
+    """The parser's complaint and where: some of its messages end in "at" ("Unterminated string
+    starting at"), which would read "at at" followed by our own "at line"."""
+    where = f"line {err.lineno} column {err.colno}"
+    if err.msg.endswith(" at"):
+        return f"{err.msg} {where}"
+    return f"{err.msg}, {where}"

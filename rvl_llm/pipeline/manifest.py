@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # Bump when the shard layout or the meaning of a column changes: it is part of every cache key.
-FORMAT_VERSION = 1
+# 2: skipped files are {"name", "reason"} records, not "name: reason" strings.
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # label value outside the completion: ignored by the loss
@@ -90,13 +91,21 @@ class ShardInfo:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file --skip-bad-files left out of a split."""
+
+    name: str  # the file name inside the data folder
+    reason: str  # why it could not be used, as the error without the flag would say
+
+
+@dataclass(frozen=True)
 class SplitInfo:
     rows: int
     shards: tuple[ShardInfo, ...]
     truncated: int
     empty: int  # documents whose text is empty or whitespace only (kept)
     replaced_utf8: int  # files whose bytes were not valid UTF-8 (decoded with replacement)
-    skipped_files: tuple[str, ...]  # --skip-bad-files: name and reason of each
+    skipped_files: tuple[SkippedFile, ...]  # --skip-bad-files: the files left out
     class_counts: dict[str, int]
     length: dict[str, float]  # token-length summary: min, mean, median, p90, p99, max
     seconds: float = 0.0
@@ -105,7 +114,7 @@ class SplitInfo:
     def from_json(cls, data: dict[str, Any]) -> SplitInfo:
         data = dict(data)
         data["shards"] = tuple(ShardInfo(**s) for s in data["shards"])
-        data["skipped_files"] = tuple(data["skipped_files"])
+        data["skipped_files"] = tuple(SkippedFile(**s) for s in data["skipped_files"])
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
@@ -187,12 +196,54 @@ class Manifest:
                 f"{FORMAT_VERSION}; run prepare again"
             )
         try:
-            return cls(
+            manifest = cls(
                 root=Path(root),
                 key=data["key"],
                 settings=data["settings"],
                 template=TemplateIds.from_json(data["template"]),
                 splits={k: SplitInfo.from_json(v) for k, v in data["splits"].items()},
             )
-        except (KeyError, TypeError, ValueError) as err:  # edited or written by other code
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # edited, other code
             raise RvlError(f"{path}: unreadable manifest ({type(err).__name__}: {err})") from err
+        problem = _settings_problem(manifest.settings) or _splits_problem(manifest.splits)
+        if problem:
+            raise RvlError(f"{path}: unreadable manifest ({problem})")
+        return manifest
+
+
+def _settings_problem(settings: Any) -> str | None:
+    """What is wrong with the settings fields this module and ``cache ls`` read, or None."""
+    if not isinstance(settings, dict):
+        return "settings is not an object"
+    if settings.get("mode") not in ("generative", "classifier"):
+        return f"settings.mode {settings.get('mode')!r} is not generative or classifier"
+    max_len = settings.get("max_len")
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
+        return f"settings.max_len {max_len!r} is not a positive number"
+    labels = settings.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(n, str) for n in labels):
+        return "settings.labels is not a list of names"
+    source = settings.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("model"), str):
+        return "settings.source.model is missing"
+    return None
+
+
+def _splits_problem(splits: dict[str, SplitInfo]) -> str | None:
+    """Split or shard names that would make readers look outside the entry, or None."""
+    for name, info in splits.items():
+        if name not in SPLITS:
+            return f"unknown split {name!r}"
+        for shard in info.shards:
+            if not _is_plain_file_name(shard.file):
+                return f"shard file {shard.file!r} of split {name} is not a plain file name"
+    return None
+
+
+def _is_plain_file_name(name: object) -> bool:
+    # A name with a separator or a dot entry would resolve outside the split's folder.
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\0")
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from array import array
 from collections import Counter
 from collections.abc import Sequence
@@ -71,9 +72,14 @@ class ShardWriter:
         return self.shards
 
     def abort(self) -> None:
+        """Let go of the open shard after a failure; the caller deletes the folder."""
         if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
+            # Closing writes the stream's end marker, which fails again on a full disk: the
+            # first error is the one to report, and the file is deleted anyway.
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            with contextlib.suppress(Exception):
+                self._sink.close()
             self._writer = None
 
     def _finish_shard(self) -> None:

@@ -11,7 +11,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.base_model import bf16_supported, cuda_available, load_base_model
 from rvl_llm.presets import Preset
+from rvl_llm.recipe import Quantization
 
 if TYPE_CHECKING:
     from rvl_llm.train.config import TrainConfig
@@ -20,22 +22,6 @@ if TYPE_CHECKING:
 HEAD_NAMES = ("score", "classifier", "classification_head")
 # unsloth wants module names; these are "all-linear" for Llama/Mistral-style decoders.
 UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def bf16_supported() -> bool:
-    """CUDA: ask the device. CPU: torch's CPU autocast runs bf16 everywhere (natively with
-    AVX512-BF16/AMX, emulated and slower otherwise), so it is supported, if not always fast."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return True
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cpu_only() -> bool:
@@ -64,27 +50,28 @@ def resolve_mixed_precision(choice: str | None) -> str | None:
 
 def check_environment(cfg: TrainConfig) -> None:
     """Every check that depends on the machine; ``cfg`` has its preset defaults filled in."""
-    if cfg.split_model and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if cfg.settings.split_model and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RvlError(
             "--split-model: not under a multi-process launch (accelerate launch / torchrun), "
             "which would split the model once per process; run it as a single process"
         )
-    if cfg.trainable == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+    if cfg.settings.trainable == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         raise RvlError(
             "--trainable qlora: needs bitsandbytes (pip install bitsandbytes), "
             "or choose --trainable lora"
         )
-    if cfg.unsloth:
+    if cfg.settings.unsloth:
         if importlib.util.find_spec("unsloth") is None:
             raise RvlError("--unsloth: unsloth is not installed (pip install 'rvl-llm[unsloth]')")
         if not cuda_available():
             raise RvlError("--unsloth: needs a CUDA GPU; none is visible")
-        if cfg.trainable == "classifier":
+        if cfg.settings.trainable == "classifier":
             raise RvlError("--unsloth: speeds up lora, qlora and full training, not --trainable "
                            "classifier (head only); drop --unsloth")
-    if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
-        raise RvlError(f"--report-to {cfg.report_to}: not installed (pip install {cfg.report_to})")
-    resolve_mixed_precision(cfg.mixed_precision)
+    report_to = cfg.settings.report_to
+    if report_to != "none" and importlib.util.find_spec(report_to) is None:
+        raise RvlError(f"--report-to {report_to}: not installed (pip install {report_to})")
+    resolve_mixed_precision(cfg.settings.mixed_precision)
 
 
 def resolve_pad_token(tokenizer: Any, requested: str | None, preset: Preset | None) -> str:
@@ -104,71 +91,11 @@ def resolve_pad_token(tokenizer: Any, requested: str | None, preset: Preset | No
     raise RvlError("--set-pad-token: the tokenizer has no pad, unk or eos token; name one")
 
 
-def torch_dtype(name: str | None) -> Any:
-    import torch
-
-    return {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def quantization_settings(trainable: str) -> dict[str, Any] | None:
+def quantization_settings(trainable: str) -> Quantization | None:
     """QLoRA's 4-bit settings as recorded in the recipe (and read back by load_checkpoint)."""
     if trainable != "qlora":
         return None
-    return {
-        "load_in_4bit": True,
-        "quant_type": "nf4",
-        "double_quant": True,
-        "compute_dtype": "bf16" if bf16_supported() else "fp16",
-    }
-
-
-def load_base_model(
-    location: str,
-    *,
-    generative: bool,
-    labels: tuple[str, ...],
-    pad_token_id: int,
-    dtype: str | None,
-    quantization: dict[str, Any] | None,
-    device_map: Any = None,
-    trust_remote_code: bool = False,
-) -> Any:
-    """The pretrained model: causal LM, or sequence classifier with a new head for ``labels``."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "device_map": device_map}
-    if quantization is not None:
-        from transformers import BitsAndBytesConfig
-
-        compute = torch_dtype(quantization["compute_dtype"])
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=quantization["quant_type"],
-            bnb_4bit_use_double_quant=quantization["double_quant"],
-            bnb_4bit_compute_dtype=compute,
-            bnb_4bit_quant_storage=compute,  # lets FSDP shard the 4-bit weights with the rest
-        )
-        dtype = quantization["compute_dtype"]
-    kwargs["dtype"] = torch_dtype(dtype)
-    if not generative:
-        kwargs.update(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            pad_token_id=pad_token_id,
-        )
-    auto = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
-    try:
-        model = auto.from_pretrained(location, **kwargs)
-    except OSError as err:  # missing files, no network for a hub id, gated repo
-        raise RvlError(
-            f"--model {location}: cannot load the model ({str(err).splitlines()[0]}); "
-            "pass a local folder or a preset, or download it where there is network"
-        ) from err
-    model.config.pad_token_id = pad_token_id
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.pad_token_id = pad_token_id
-    return model
+    return Quantization(compute_dtype="bf16" if bf16_supported() else "fp16")
 
 
 def head_name(model: Any) -> str:
@@ -195,20 +122,20 @@ def load_model(
     mixed_precision: str | None,
 ) -> Any:
     """The model ready for the Trainer: loaded as the trainable mode needs, parts frozen."""
-    if cfg.unsloth:
+    if cfg.settings.unsloth:
         return _load_with_unsloth(cfg, location, labels, pad_token_id, preset)
-    assert cfg.trainable is not None
+    assert cfg.settings.trainable is not None
     # Frozen weights may live in the autocast dtype; trained ones are fp32 (AMP master weights).
-    dtype = None if cfg.trainable == "full" else mixed_precision
+    dtype = None if cfg.settings.trainable == "full" else mixed_precision
     model = load_base_model(
         location,
-        generative=cfg.generative,
+        generative=cfg.data.generative,
         labels=labels,
         pad_token_id=pad_token_id,
         dtype=dtype,
-        quantization=quantization_settings(cfg.trainable),
+        quantization=quantization_settings(cfg.settings.trainable),
         device_map=_device_map(cfg),
-        trust_remote_code=cfg.trust_remote_code,
+        trust_remote_code=cfg.data.trust_remote_code,
     )
     model.config.use_cache = False  # no KV cache in training (and it clashes with checkpointing)
     return make_trainable(model, cfg, lora_targets(preset))
@@ -217,28 +144,28 @@ def load_model(
 def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> Any:
     import torch
 
-    head = None if cfg.generative else head_name(model)
-    if cfg.trainable == "full":
+    head = None if cfg.data.generative else head_name(model)
+    if cfg.settings.trainable == "full":
         model.requires_grad_(True)
-    elif cfg.trainable == "classifier":
+    elif cfg.settings.trainable == "classifier":
         model.requires_grad_(False)
         getattr(model, head).requires_grad_(True)
     else:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        if cfg.trainable == "qlora":
+        if cfg.settings.trainable == "qlora":
             model = prepare_model_for_kbit_training(
                 model,
-                use_gradient_checkpointing=cfg.gradient_checkpointing,
+                use_gradient_checkpointing=cfg.settings.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         lora = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
+            r=cfg.settings.lora_rank,
+            lora_alpha=cfg.settings.lora_alpha,
+            lora_dropout=cfg.settings.lora_dropout,
             target_modules=targets,
             modules_to_save=[head] if head else None,  # the new head is trained and saved
-            task_type="CAUSAL_LM" if cfg.generative else "SEQ_CLS",
+            task_type="CAUSAL_LM" if cfg.data.generative else "SEQ_CLS",
         )
         model = get_peft_model(model, lora)
     for param in model.parameters():
@@ -248,9 +175,9 @@ def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> An
 
 
 def _device_map(cfg: TrainConfig) -> Any:
-    if cfg.split_model:
+    if cfg.settings.split_model:
         return "auto"
-    if cfg.trainable == "qlora":
+    if cfg.settings.trainable == "qlora":
         # 4-bit weights cannot be moved after loading: load them on this process's device.
         from accelerate import PartialState
 
@@ -269,33 +196,33 @@ def _load_with_unsloth(
     from unsloth import FastLanguageModel
 
     extra: dict[str, Any] = {}
-    if not cfg.generative:
+    if not cfg.data.generative:
         extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                  "label2id": {name: i for i, name in enumerate(labels)}}
     model, _ = FastLanguageModel.from_pretrained(
         model_name=location,
-        max_seq_length=cfg.max_len,
+        max_seq_length=cfg.data.max_len,
         dtype=None,  # unsloth picks bf16 where supported, else fp16
-        load_in_4bit=cfg.trainable == "qlora",
-        full_finetuning=cfg.trainable == "full",
-        device_map="auto" if cfg.split_model else "sequential",
-        trust_remote_code=cfg.trust_remote_code,
-        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
-        random_state=cfg.seed,
+        load_in_4bit=cfg.settings.trainable == "qlora",
+        full_finetuning=cfg.settings.trainable == "full",
+        device_map="auto" if cfg.settings.split_model else "sequential",
+        trust_remote_code=cfg.data.trust_remote_code,
+        use_gradient_checkpointing="unsloth" if cfg.settings.gradient_checkpointing else False,
+        random_state=cfg.settings.seed,
         **extra,
     )
     model.config.pad_token_id = pad_token_id
-    if cfg.trainable in ("lora", "qlora"):
+    if cfg.settings.trainable in ("lora", "qlora"):
         targets = lora_targets(preset)
-        head = None if cfg.generative else head_name(model)
+        head = None if cfg.data.generative else head_name(model)
         model = FastLanguageModel.get_peft_model(
             model,
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
+            r=cfg.settings.lora_rank,
+            lora_alpha=cfg.settings.lora_alpha,
+            lora_dropout=cfg.settings.lora_dropout,
             target_modules=list(UNSLOTH_ALL_LINEAR) if targets == "all-linear" else targets,
             modules_to_save=[head] if head else None,
-            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
-            random_state=cfg.seed,
+            use_gradient_checkpointing="unsloth" if cfg.settings.gradient_checkpointing else False,
+            random_state=cfg.settings.seed,
         )
     return model

@@ -1,14 +1,17 @@
-"""``run_train``: flags -> prepared shards -> trained model in ``log/NAME/final``. Top to bottom:
+"""``run_train``: a TrainConfig -> prepared shards -> trained model in ``LOG_DIR/NAME/final``.
 
-resolve the model and the preset's defaults; check the run folder and the machine (nothing is
-touched before every check passed); prepare the shards (rank 0 first under a multi-process
-launch); load tokenizer and model; train with validation each epoch; write ``final/``.
+Top to bottom: resolve the model and the preset's defaults; check the log folder, the run folder
+and the machine (nothing is touched before every check passed); lock the run; prepare the shards
+(rank 0 first under a multi-process launch); load tokenizer and model; train with validation each
+epoch and a guard against non-finite weights; write ``final/``.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +19,22 @@ import click
 
 from rvl_llm.errors import RvlError
 from rvl_llm.presets import resolve_model
-from rvl_llm.train.checkpoint import FINAL_DIR, RECIPE_NAME, build_recipe, write_recipe
+from rvl_llm.recipe import RECIPE_NAME, Recipe
 from rvl_llm.train.config import TrainConfig, with_preset_defaults
+from rvl_llm.train.run_folder import (
+    FINAL_DIR,
+    check_log_dir,
+    check_overwritable,
+    is_run_folder,
+    resume_point,
+    run_lock,
+    set_aside,
+)
 
 WARMUP_RATIO = 0.1  # of all optimiser steps
 MAX_GRAD_NORM = 0.3  # QLoRA paper's clipping
 LOGGING_STEPS = 10
-# Recipe fields a resumed run must share with the run it continues.
-RESUME_MUST_MATCH = ("model", "mode", "trainable", "max_len", "cache_key", "lora", "quantization")
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -34,55 +45,63 @@ class TrainResult:
     final_accuracy: float | None  # validation accuracy of the weights in final/
 
 
-def run_train(cfg: TrainConfig) -> TrainResult:
-    source = resolve_model(cfg.model)
+def run_train(cfg: TrainConfig, log: Log | None = None) -> TrainResult:
+    say = log or click.echo
+    source = resolve_model(cfg.data.model)
     cfg = with_preset_defaults(cfg, source.preset)
-    check_run_dir(cfg)
-    from rvl_llm.train.model import check_environment, resolve_mixed_precision
+    source.check_model_files()
+    check_log_dir(cfg.log_dir)
+    from rvl_llm.train.model import check_environment, cpu_only, resolve_mixed_precision
 
     check_environment(cfg)
-    mixed_precision = resolve_mixed_precision(cfg.mixed_precision)
-    if cfg.unsloth:
+    mixed_precision = resolve_mixed_precision(cfg.settings.mixed_precision)
+    if cfg.settings.unsloth:
         import unsloth  # noqa: F401 - patches transformers and peft; must come before them
 
     from accelerate import PartialState
 
-    from rvl_llm.pipeline.cli import echo_result
     from rvl_llm.pipeline.prepare import run_prepare
-    from rvl_llm.train.model import cpu_only
 
     state = PartialState(cpu=cpu_only())
-    with state.main_process_first():  # rank 0 builds the shards; the others then hit the cache
-        prepared = run_prepare(cfg.prepare_config(), log=_say if state.is_main_process else None)
-    if state.is_main_process:
-        echo_result(prepared)
-    elif prepared.built:  # should not happen: the main process built them a moment ago
-        click.echo(f"prepare (process {state.process_index}): built {', '.join(prepared.built)}")
-    manifest = prepared.manifest
-    return _train(cfg, source, manifest, mixed_precision, state)
+    # One process of a launch holds the lock: the others are its own workers.
+    with run_lock(cfg.log_dir, cfg.name) if state.is_main_process else nullcontext():
+        check_run_dir(cfg)
+        with state.main_process_first():  # rank 0 builds the shards; the others hit the cache
+            prepared = run_prepare(cfg.data, log=say if state.is_main_process else None)
+        if state.is_main_process:
+            for line in prepared.summary_lines():
+                say(line)
+        return _train(cfg, source, prepared.manifest, mixed_precision, state, say)
 
 
 def check_run_dir(cfg: TrainConfig) -> None:
-    """Refuse to write into a run folder that holds a run, unless asked to (nothing lost)."""
+    """Refuse to write into a run folder that holds a run, unless asked to, and into a folder
+    that is not a run at all (a user's files), even when asked to (nothing lost)."""
     run = cfg.run_dir
-    finished = (run / FINAL_DIR / RECIPE_NAME).is_file()
-    if cfg.overwrite or cfg.resume:
+    if cfg.overwrite:
+        check_overwritable(run)
         return
-    if finished:
+    if run.exists() and any(run.iterdir()) and not is_run_folder(run):
+        raise RvlError(f"--name {cfg.name}: {run} holds files that are not a run of rvl-llm; "
+                       "choose another --name or --log-dir")
+    if cfg.resume:
+        return
+    if (run / FINAL_DIR / RECIPE_NAME).is_file():
         raise RvlError(f"--name {cfg.name}: {run} holds a finished run; pass --overwrite to "
                        "replace it or --resume to continue it")
-    if any(run.glob("checkpoint-*")):
+    if is_run_folder(run):
         raise RvlError(f"--name {cfg.name}: {run} holds checkpoints of an unfinished run; pass "
                        "--resume to continue it or --overwrite to start again")
 
 
 def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | None,
-           state: Any) -> TrainResult:
+           state: Any, say: Log) -> TrainResult:
     from transformers import set_seed
 
     from rvl_llm.pipeline.tokenize import load_tokenizer
-    from rvl_llm.train.checkpoint import recipe_callback
+    from rvl_llm.train.checkpoint import build_recipe, recipe_callback
     from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
+    from rvl_llm.train.guards import finite_guard
     from rvl_llm.train.model import (
         load_model,
         lora_targets,
@@ -91,17 +110,22 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     )
     from rvl_llm.train.trainer import RvlTrainer
 
-    tokenizer = load_tokenizer(source.tokenizer_dir(), trust_remote_code=cfg.trust_remote_code)
-    tokenizer.pad_token = resolve_pad_token(tokenizer, cfg.set_pad_token, source.preset)
+    tokenizer = load_tokenizer(source.tokenizer_dir(),
+                               trust_remote_code=cfg.data.trust_remote_code)
+    tokenizer.pad_token = resolve_pad_token(tokenizer, cfg.settings.set_pad_token, source.preset)
     recipe = build_recipe(
         cfg, source, manifest,
         pad_token=tokenizer.pad_token,
         lora_targets=lora_targets(source.preset),
-        quantization=quantization_settings(cfg.trainable or ""),
+        quantization=quantization_settings(cfg.settings.trainable or ""),
         mixed_precision=mixed_precision,
     )
-    resume_from = _resume_point(cfg, recipe)
-    set_seed(cfg.seed)  # LoRA and head initialisation
+    resume_from = _resume_point(cfg, recipe, say) if state.is_main_process else None
+    if cfg.resume and state.num_processes > 1:  # rank 0 chose (and set aside); all follow it
+        from accelerate.utils import broadcast_object_list
+
+        resume_from = broadcast_object_list([resume_from])[0]
+    set_seed(cfg.settings.seed)  # LoRA and head initialisation
     model = load_model(cfg, source.location, labels=manifest.labels,
                        pad_token_id=tokenizer.pad_token_id, preset=source.preset,
                        mixed_precision=mixed_precision)
@@ -110,7 +134,7 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     if state.is_main_process:
         if cfg.overwrite and cfg.run_dir.exists():
             shutil.rmtree(cfg.run_dir)  # only now: every check passed and the model loaded
-        write_recipe(cfg.run_dir, recipe)
+        recipe.write(cfg.run_dir)
     state.wait_for_everyone()
 
     trainer = RvlTrainer(
@@ -120,94 +144,100 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
         eval_dataset=validation if has_validation else None,
         data_collator=make_collator(manifest, tokenizer.pad_token_id),
         processing_class=tokenizer,  # saved with every checkpoint, pad token included
-        callbacks=[recipe_callback(cfg.run_dir, recipe), *_save_at_end(cfg)],
+        # The guard last: it checks the weights once the others have asked for a save.
+        callbacks=[recipe_callback(cfg.run_dir, recipe), *_save_at_end(cfg),
+                   finite_guard(cfg.run_dir)],
         template=manifest.template,
         class_names=manifest.labels,
         pad_token_id=tokenizer.pad_token_id,
-        head_only=cfg.trainable == "classifier",
+        head_only=cfg.settings.trainable == "classifier",
+        say=say,
     )
     if not has_validation and state.is_main_process:
-        click.echo("train: the validation split is empty; no validation, final/ = last epoch")
+        say("train: the validation split is empty; no validation, final/ = last epoch")
     trainer.train(resume_from_checkpoint=resume_from)
-    return _write_final(cfg, trainer, recipe, state)
+    return _write_final(cfg, trainer, recipe, state, say)
 
 
-def _resume_point(cfg: TrainConfig, recipe: dict[str, Any]) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# What a resumed run must share with the run it continues (the data through the cache key).
+def _resume_identity(recipe: Recipe) -> dict[str, Any]:
+    return {
+        "model_location": recipe.model_location,
+        "cache_key": recipe.cache_key,
+        "trainable": recipe.trainable,
+        "lora_targets": recipe.lora_targets,
+        "lora_rank": recipe.settings.lora_rank,
+        "lora_alpha": recipe.settings.lora_alpha,
+        "quantization": recipe.quantization,
+    }
 
+
+def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
+    """The newest complete checkpoint to continue from; incomplete newer ones (a save killed
+    half-way) are set aside, never deleted."""
     if not cfg.resume or not cfg.run_dir.is_dir():
         return None
-    before = cfg.run_dir / RECIPE_NAME
-    if before.is_file():
-        from rvl_llm.train.checkpoint import read_recipe
-
-        old = read_recipe(cfg.run_dir)
-        for key in RESUME_MUST_MATCH:
-            if old.get(key) != recipe[key]:
-                raise RvlError(f"--resume: {cfg.run_dir} was trained with {key} "
-                               f"{old.get(key)!r}, this run asks for {recipe[key]!r}")
-    last = get_last_checkpoint(str(cfg.run_dir))
+    if (cfg.run_dir / RECIPE_NAME).is_file():
+        before, now = _resume_identity(Recipe.read(cfg.run_dir)), _resume_identity(recipe)
+        for key, value in before.items():
+            if value != now[key]:
+                raise RvlError(f"--resume: {cfg.run_dir} was trained with {key} {value!r}, "
+                               f"this run asks for {now[key]!r}")
+    last, incomplete = resume_point(cfg.run_dir)
+    for old, new in zip(incomplete, set_aside(incomplete), strict=True):
+        say(f"--resume: {old.name} is incomplete (a save was cut short); set aside as {new.name}")
     if last is None:
-        click.echo(f"--resume: no checkpoint in {cfg.run_dir}; starting from the beginning")
-    return last
+        say(f"--resume: no complete checkpoint in {cfg.run_dir}; starting from the beginning")
+        return None
+    say(f"--resume: continuing from {last}")
+    return str(last)
 
 
 def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
                        has_validation: bool) -> Any:
     from transformers import TrainingArguments
 
+    from rvl_llm.compat import checkpointing_arguments
     from rvl_llm.train.model import cpu_only
 
+    settings = cfg.settings
     return TrainingArguments(
         output_dir=str(cfg.run_dir),
         run_name=cfg.name,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation,
-        num_train_epochs=cfg.num_epochs,
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        num_train_epochs=settings.num_epochs,
+        learning_rate=settings.lr,
+        weight_decay=settings.weight_decay,
         lr_scheduler_type="cosine",
         warmup_steps=WARMUP_RATIO,  # a float below 1 is a fraction of all steps
         max_grad_norm=MAX_GRAD_NORM,
         train_sampling_strategy="group_by_length",
         length_column_name="length",  # precomputed by prepare
         eval_strategy="epoch" if has_validation else "no",
-        save_strategy="epoch" if cfg.save == "epoch" else "no",
+        save_strategy="epoch" if settings.save == "epoch" else "no",
         # Best by accuracy needs a checkpoint of every epoch to go back to.
-        load_best_model_at_end=has_validation and cfg.save == "epoch",
+        load_best_model_at_end=has_validation and settings.save == "epoch",
         metric_for_best_model="eval_accuracy" if has_validation else None,
         greater_is_better=True,
         bf16=mixed_precision == "bf16",
         fp16=mixed_precision == "fp16",
         use_cpu=cpu_only(),  # also tells transformers that bf16 means CPU autocast
-        **_checkpointing(cfg.gradient_checkpointing and not cfg.unsloth),
-        report_to=cfg.report_to,
-        seed=cfg.seed,
+        **checkpointing_arguments(settings.gradient_checkpointing and not settings.unsloth),
+        report_to=settings.report_to,
+        seed=settings.seed,
         remove_unused_columns=False,  # the collator picks its columns
         label_names=["labels"],
         logging_steps=LOGGING_STEPS,
+        logging_nan_inf_filter=False,  # the finite guard must see a NaN loss as it is
         ddp_find_unused_parameters=False,
     )
 
 
-def _checkpointing(enabled: bool) -> dict[str, Any]:
-    """Gradient checkpointing under the name this transformers uses (renamed "activation_"
-    in 5.2x; 5.17 knows the old name only)."""
-    if not enabled:
-        return {}
-    from dataclasses import fields
-
-    from transformers import TrainingArguments
-
-    new = "activation_checkpointing" in {f.name for f in fields(TrainingArguments)}
-    name = "activation_checkpointing" if new else "gradient_checkpointing"
-    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
-
-
 def _save_at_end(cfg: TrainConfig) -> list[Any]:
     """``--save end``: one checkpoint (resumable, with optimiser state) after the last epoch."""
-    if cfg.save != "end":
+    if cfg.settings.save != "end":
         return []
     from transformers import TrainerCallback
 
@@ -219,7 +249,8 @@ def _save_at_end(cfg: TrainConfig) -> list[Any]:
     return [SaveAtEnd()]
 
 
-def _write_final(cfg: TrainConfig, trainer: Any, recipe: dict[str, Any], state: Any) -> TrainResult:
+def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
+                 say: Log) -> TrainResult:
     from rvl_llm.train.checkpoint import accuracies
 
     final = cfg.run_dir / FINAL_DIR
@@ -232,15 +263,11 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: dict[str, Any], state: 
         evals = [e["eval_accuracy"] for e in history if "eval_accuracy" in e]
         final_accuracy = evals[-1] if evals else None
     if state.is_main_process:
-        done = {**recipe, "validation_accuracy": final_accuracy, "best_validation_accuracy": best}
-        write_recipe(final, done)
-        write_recipe(cfg.run_dir, done)
+        done = replace(recipe, validation_accuracy=final_accuracy, best_validation_accuracy=best)
+        done.write(final)  # last: final/ with a recipe is complete
+        done.write(cfg.run_dir)
         shown = "n/a" if final_accuracy is None else f"{final_accuracy:.4f}"
-        click.echo(f"train: done; validation accuracy of {final}: {shown}"
-                   + ("" if best is None else f" (best epoch {best:.4f})"))
+        say(f"train: done; validation accuracy of {final}: {shown}"
+            + ("" if best is None else f" (best epoch {best:.4f})"))
     state.wait_for_everyone()
     return TrainResult(cfg.run_dir, final, best, final_accuracy)
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)

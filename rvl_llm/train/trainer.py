@@ -1,6 +1,7 @@
 """The Trainer subclass: completion-only loss on the last positions, validation by real accuracy.
 
-Four changes to ``transformers.Trainer``, each small:
+Changes to ``transformers.Trainer``, each small (the private-method overrides, a head-only
+``_save`` and a length-grouped sampler fed a list, live in ``rvl_llm.compat``):
 
 - ``compute_loss``: generative runs ask the model for logits at the last ``K + 1`` positions only
   (``logits_to_keep``), K = the longest completion. With left padding every completion lies
@@ -10,20 +11,17 @@ Four changes to ``transformers.Trainer``, each small:
 - ``evaluate``: scores the validation split with ``rvl_llm.inference.scoring.predict`` (exact
   label scoring; the Trainer's eval loop would reorder rows by length and hold full logits) and
   reports accuracy and macro-F1, so ``load_best_model_at_end`` keeps the most accurate epoch.
-- ``_save``: in head-only classifier mode a checkpoint holds the head, not a copy of the frozen
-  base model.
-- ``_get_train_sampler``: the same length-grouped sampler, fed a list of lengths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
 import numpy as np
 from transformers import Trainer
 
+from rvl_llm.compat import TrainerOverrides
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 
 if TYPE_CHECKING:
@@ -77,7 +75,7 @@ def classifier_loss(
     return total / count, outputs
 
 
-class RvlTrainer(Trainer):
+class RvlTrainer(TrainerOverrides, Trainer):
     def __init__(
         self,
         *args: Any,
@@ -85,6 +83,7 @@ class RvlTrainer(Trainer):
         class_names: Sequence[str],
         pad_token_id: int,
         head_only: bool = False,
+        say: Callable[[str], None] = print,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -92,22 +91,12 @@ class RvlTrainer(Trainer):
         self.class_names = tuple(class_names)
         self.pad_token_id = pad_token_id
         self.head_only = head_only
+        self.say = say  # the stage's reporter (not Trainer.log, which records metrics)
         self.last_predictions: Any = None  # of the latest validation, on the main process
         # Our losses are sums divided by num_items_in_batch: the Trainer must count the items
         # (it only does for models that "accept loss kwargs") and must not divide again.
         self.model_accepts_loss_kwargs = True
 
-    def _get_train_sampler(self, train_dataset: datasets.Dataset | None = None) -> Any:
-        """The Trainer's length-grouped sampler, given the lengths as a list: it reads them one
-        by one, which from a ``datasets`` Column costs a minute an epoch on RVL-CDIP."""
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        if self.args.train_sampling_strategy != "group_by_length":
-            return super()._get_train_sampler(dataset)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        lengths = dataset.with_format("arrow")[self.args.length_column_name].to_pylist()
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return LengthGroupedSampler(batch, lengths=lengths)
 
     def compute_loss(
         self,
@@ -147,7 +136,7 @@ class RvlTrainer(Trainer):
         scores = compute_metrics(true, predicted, self.class_names)
         accuracy, macro_f1 = float(scores["accuracy"]), float(scores["macro_f1"])
         if self.is_world_process_zero():
-            click.echo(f"epoch {self.state.epoch or 0.0:.2f}: validation accuracy {accuracy:.4f}"
+            self.say(f"epoch {self.state.epoch or 0.0:.2f}: validation accuracy {accuracy:.4f}"
                        f"  macro-F1 {macro_f1:.4f}  ({len(true)} documents)")
         metrics = {f"{metric_key_prefix}_accuracy": accuracy,
                    f"{metric_key_prefix}_macro_f1": macro_f1}
@@ -191,14 +180,3 @@ class RvlTrainer(Trainer):
         assert len(true) == len(dataset), "validation shares do not add up to the split"
         return true, predicted
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        if self.head_only and state_dict is None:
-            model = self.accelerator.unwrap_model(self.model)
-            trained = {name for name, p in model.named_parameters() if p.requires_grad}
-            state_dict = {k: v for k, v in model.state_dict().items() if k in trained}
-        super()._save(output_dir, state_dict)
-
-    def _issue_warnings_after_load(self, load_result: Any) -> None:
-        if self.head_only:  # a head-only checkpoint leaves out the frozen base on purpose
-            load_result = load_result._replace(missing_keys=[])
-        super()._issue_warnings_after_load(load_result)

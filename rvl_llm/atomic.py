@@ -1,0 +1,34 @@
+"""Atomic file writes: a reader (another stage, a resumed run, `rvl-llm report`) sees the old
+file or the new one, never half of one. The one helper for every file the tool writes in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"  # temporary names start with this; cleaners and listings skip them
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Let ``write`` fill a temporary file beside ``path`` (same file system), then rename it
+    into place. On any failure the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

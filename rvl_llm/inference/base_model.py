@@ -1,0 +1,80 @@
+"""Loading a base model as training left it: a causal LM or a sequence classifier with a new head
+for the label set, in the recipe's dtype, 4-bit again for QLoRA. Used by train (to start) and by
+the inference layer (to put a checkpoint's adapter or head back on), so both load it one way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rvl_llm.errors import RvlError
+
+if TYPE_CHECKING:
+    from rvl_llm.recipe import Quantization
+
+def bf16_supported() -> bool:
+    """CUDA: ask the device. CPU: torch's CPU autocast runs bf16 everywhere (natively with
+    AVX512-BF16/AMX, emulated and slower otherwise), so it is supported, if not always fast."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return True
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+def torch_dtype(name: str | None) -> Any:
+    import torch
+
+    return {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+def load_base_model(
+    location: str,
+    *,
+    generative: bool,
+    labels: tuple[str, ...],
+    pad_token_id: int,
+    dtype: str | None,
+    quantization: Quantization | None,
+    device_map: Any = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The pretrained model: causal LM, or sequence classifier with a new head for ``labels``."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "device_map": device_map}
+    if quantization is not None:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch_dtype(quantization.compute_dtype)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quantization.quant_type,
+            bnb_4bit_use_double_quant=quantization.double_quant,
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_quant_storage=compute,  # lets FSDP shard the 4-bit weights with the rest
+        )
+        dtype = quantization.compute_dtype
+    kwargs["dtype"] = torch_dtype(dtype)
+    if not generative:
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            pad_token_id=pad_token_id,
+        )
+    auto = AutoModelForCausalLM if generative else AutoModelForSequenceClassification
+    try:
+        model = auto.from_pretrained(location, **kwargs)
+    except (OSError, ValueError) as err:  # missing files or config, no network, gated repo
+        raise RvlError(
+            f"--model {location}: cannot load the model ({str(err).splitlines()[0]}); "
+            "pass a local folder or a preset, or download it where there is network"
+        ) from err
+    model.config.pad_token_id = pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad_token_id
+    return model

@@ -1,0 +1,90 @@
+"""Click options made from config dataclass fields, so a default is written once: in the field.
+
+A field that a command exposes carries ``metadata=cli("--flag", help=...)``; the option's name,
+default, type and whether it is required all come from the field and its type hint. A command
+stacks ``@click_options(SomeConfig)`` and builds the config from the flags it receives.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import MISSING, Field, fields
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+CLI_KEY = "cli"
+
+
+def cli(*declarations: str, help: str = "", **click_kwargs: Any) -> dict[str, Any]:
+    """Field metadata: how the field appears on the command line (click.option's arguments)."""
+    return {CLI_KEY: (declarations, {"help": help, **click_kwargs})}
+
+
+def click_options(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """A decorator adding one click option per ``cli``-tagged field of ``cls`` (in field order)."""
+    hints = get_type_hints(cls)
+    options = [
+        _option(f, hints[f.name])
+        for f in fields(cls)
+        if CLI_KEY in f.metadata and f.name not in exclude
+    ]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def field_default(f: Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def _option(f: Field, hint: Any) -> Callable[[F], F]:
+    declarations, given = f.metadata[CLI_KEY]
+    kwargs: dict[str, Any] = dict(given)
+    default = field_default(f)
+    base = _without_none(hint)
+    if default is MISSING:
+        kwargs.setdefault("required", True)
+    elif base is tuple or get_origin(base) is tuple:
+        # A tuple of names is typed as "a,b,c" and split back into the tuple.
+        kwargs.setdefault("default", ",".join(default))
+        kwargs.setdefault("callback", _split_commas)
+    else:
+        kwargs.setdefault("default", default)
+    if base is bool and not any("/" in d for d in declarations):
+        kwargs.setdefault("is_flag", True)
+    elif base is Path:
+        kwargs.setdefault("type", click.Path(path_type=Path))
+    elif base in (int, float) and "type" not in kwargs:
+        kwargs["type"] = base
+    shown = kwargs.get("default")
+    if "show_default" not in kwargs and shown not in (None, False, MISSING):
+        text = str(shown)
+        # A default with newlines (the response template) is shown escaped, on one line.
+        escaped = text.encode("unicode_escape").decode("ascii")
+        kwargs["show_default"] = True if text.isprintable() else f'"{escaped}"'
+    return click.option(*declarations, f.name, **kwargs)
+
+
+def _without_none(hint: Any) -> Any:
+    if get_origin(hint) in (Union, types.UnionType):
+        rest = [a for a in get_args(hint) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else hint
+    return hint
+
+
+def _split_commas(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value

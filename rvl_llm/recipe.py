@@ -1,0 +1,195 @@
+"""The run recipe: the contract between a training run and everything that uses its checkpoint.
+
+``recipe.json`` sits in a run folder, in ``final/`` and in every ``checkpoint-N/``. It nests the
+prepare settings verbatim (:class:`PrepareConfig`, paths absolute and the label set inline) and the
+training settings (:class:`TrainSettings`, preset defaults filled in), plus what the run resolved
+(model location, pad token, LoRA targets, quantisation, precision, cache key). Eval, predict and
+resume read it with :meth:`Recipe.read`, which checks every field, and derive their prepare
+settings with ``dataclasses.replace(recipe.data, ...)``; no stage rebuilds them field by field.
+
+A recipe never grants permissions: ``trust_remote_code`` is read back as False, so a downloaded
+checkpoint cannot switch on its own code; only the flag of the command being run can.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import click
+
+from rvl_llm.atomic import write_json_atomic
+from rvl_llm.dataclass_json import SchemaError, from_json, to_json
+from rvl_llm.errors import RvlError
+from rvl_llm.options import cli
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.presets import TRAINABLE_MODES
+
+RECIPE_NAME = "recipe.json"
+RECIPE_VERSION = 2  # 2: typed, nested prepare and training settings
+SAVE_CHOICES = ("never", "end", "epoch")
+REPORT_TO = ("none", "wandb", "tensorboard")
+MIXED_PRECISION = ("fp16", "bf16", "auto")
+DEFAULT_LR = 1e-4  # when neither --lr nor the preset says
+DEFAULT_TRAINABLE = "qlora"  # when neither --trainable nor the preset says
+BARE_FLAG = ""  # --set-pad-token given without a value
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the model is trained. Defaults are the old train.py's; ``None`` means the preset's."""
+
+    trainable: str | None = field(default=None, metadata=cli(
+        "--trainable", type=click.Choice(TRAINABLE_MODES),
+        help=f"What is trained [the preset's, else {DEFAULT_TRAINABLE}]."))
+    lr: float | None = field(default=None, metadata=cli(
+        "-l", "--lr", help=f"Learning rate [the preset's, else {DEFAULT_LR:g}]."))
+    batch_size: int = field(default=8, metadata=cli(
+        "-b", "--batch-size", help="Documents per device and step."))
+    num_epochs: int = field(default=10, metadata=cli("-n", "--num-epochs"))
+    weight_decay: float = field(default=0.1, metadata=cli("--weight-decay"))
+    lora_rank: int = field(default=4, metadata=cli("-r", "--lora-rank"))
+    lora_alpha: int = field(default=8, metadata=cli("-a", "--lora-alpha"))
+    lora_dropout: float = field(default=0.2, metadata=cli("--lora-dropout"))
+    # None: fp32; "auto": bf16 where supported, else fp16
+    mixed_precision: str | None = field(default=None, metadata=cli(
+        "--mixed-precision", type=click.Choice(MIXED_PRECISION), is_flag=False,
+        flag_value="auto", help="Autocast dtype; bare flag: auto "
+        "(bf16 where supported, else fp16) [fp32]."))
+    # None: keep the tokenizer's pad token (or pick one if it has none); BARE_FLAG: pick one
+    # (the preset's, else unk, else eos) even if it has one; else that token.
+    set_pad_token: str | None = field(default=None, metadata=cli(
+        "--set-pad-token", is_flag=False, flag_value=BARE_FLAG, metavar="[TOKEN]",
+        help="Pad token; bare flag: the preset's, else unk, else eos."))
+    split_model: bool = field(default=False, metadata=cli(
+        "--split-model", help="Spread the layers over all visible GPUs (single process only)."))
+    save: str = field(default="epoch", metadata=cli(
+        "--save", type=click.Choice(SAVE_CHOICES),
+        help="Checkpoints: each epoch, one at the end, or never (final/ is always written)."))
+    unsloth: bool = field(default=False, metadata=cli(
+        "--unsloth", help="Load and train with unsloth (CUDA GPU)."))
+    seed: int = field(default=1234, metadata=cli("--seed"))
+    gradient_accumulation: int = field(default=1, metadata=cli(
+        "--gradient-accumulation", help="Micro-batches per optimiser step."))
+    gradient_checkpointing: bool = field(default=False, metadata=cli(
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass: less memory, slower."))
+    report_to: str = field(default="none", metadata=cli(
+        "--report-to", type=click.Choice(REPORT_TO)))
+
+    def __post_init__(self) -> None:
+        positive = {
+            "--batch-size": self.batch_size,
+            "--num-epochs": self.num_epochs,
+            "--lora-rank": self.lora_rank,
+            "--gradient-accumulation": self.gradient_accumulation,
+        }
+        for option, value in positive.items():
+            if value < 1:
+                raise RvlError(f"{option} {value}: must be a positive whole number")
+        if self.lr is not None and not self.lr > 0:
+            raise RvlError(f"--lr {self.lr}: must be a positive number")
+        if self.weight_decay < 0:
+            raise RvlError(f"--weight-decay {self.weight_decay}: must not be negative")
+        if not 0 <= self.lora_dropout < 1:
+            raise RvlError(f"--lora-dropout {self.lora_dropout}: must be in [0, 1)")
+        choices = (
+            ("--trainable", self.trainable, (None, *TRAINABLE_MODES)),
+            ("--mixed-precision", self.mixed_precision, (None, *MIXED_PRECISION)),
+            ("--save", self.save, SAVE_CHOICES),
+            ("--report-to", self.report_to, REPORT_TO),
+        )
+        for option, value, allowed in choices:
+            if value not in allowed:
+                shown = ", ".join(a for a in allowed if a is not None)
+                raise RvlError(f"{option} {value}: choose from {shown}")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """QLoRA's 4-bit settings, as the base model is loaded again for eval."""
+
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "bf16"  # bf16 | fp16
+
+
+@dataclass(frozen=True)
+class Recipe:
+    run_name: str
+    model: str  # what --model said: a preset, a folder or a hub id
+    model_location: str  # the base model: an absolute folder or a hub id
+    data: PrepareConfig  # verbatim: absolute paths, labels inline, model = model_location
+    settings: TrainSettings  # preset defaults filled in
+    pad_token: str
+    lora_targets: str | tuple[str, ...]  # "all-linear" or module names
+    quantization: Quantization | None  # qlora only
+    mixed_precision: str | None  # what ran: None (fp32), bf16 or fp16
+    cache_key: str  # the prepared shards training read
+    versions: dict[str, str | None]
+    command: str
+    validation_accuracy: float | None = None  # of the weights in this folder
+    best_validation_accuracy: float | None = None  # of the run so far
+
+    def __post_init__(self) -> None:
+        if not self.run_name or Path(self.run_name).name != self.run_name or self.run_name in (
+            ".", ".."
+        ):
+            raise RvlError(f"run name {self.run_name!r}: must be a plain folder name")
+        if self.settings.trainable is None:
+            raise RvlError("recipe: settings.trainable must be resolved (not the preset's)")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.data.label_names()
+
+    @property
+    def generative(self) -> bool:
+        return self.data.generative
+
+    @property
+    def mode(self) -> str:
+        return self.data.mode
+
+    @property
+    def trainable(self) -> str:
+        assert self.settings.trainable is not None
+        return self.settings.trainable
+
+    def to_json(self) -> dict[str, object]:
+        return {"recipe_version": RECIPE_VERSION, **to_json(self)}
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RECIPE_NAME
+        write_json_atomic(path, self.to_json())
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> Recipe:
+        """The recipe in ``folder``, every field checked; an error names the file and field."""
+        path = Path(folder) / RECIPE_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise RvlError(f"{folder}: no {RECIPE_NAME} (not a final/ or checkpoint-N/ folder "
+                           "written by `rvl-llm train`)") from err
+        except (OSError, ValueError) as err:
+            raise RvlError(f"{path}: unreadable recipe ({err})") from err
+        version = data.get("recipe_version") if isinstance(data, dict) else None
+        if version != RECIPE_VERSION:
+            raise RvlError(f"{path}: recipe version {version} is not this rvl-llm's "
+                           f"{RECIPE_VERSION}; evaluate it with the rvl-llm that trained it, "
+                           "or train again")
+        fields_only = {k: v for k, v in data.items() if k != "recipe_version"}
+        try:
+            recipe = from_json(cls, fields_only)
+        except SchemaError as err:
+            raise RvlError(f"{path}: bad recipe ({err})") from err
+        except RvlError as err:  # a value its config refuses
+            raise RvlError(f"{path}: bad recipe ({err.message})") from err
+        if recipe.data.labels is None:
+            raise RvlError(f"{path}: bad recipe (data.labels: the label set must be inline)")
+        # A file must not grant permissions: remote code runs only on the command's own flag.
+        return replace(recipe, data=replace(recipe.data, trust_remote_code=False))

@@ -1,0 +1,421 @@
+"""Faults around a training run, each through the entry point a user meets: a one-line
+``Error: ...`` naming the option or file, exit 1 from the CLI, and nothing lost or half-written.
+
+The runs are real and tiny (tiny-mistral, max-len 64, 8 train and 4 validation documents); the
+refusals fail before a model is loaded and take milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from rvl_llm.cli import main
+from rvl_llm.errors import RvlError
+from rvl_llm.options import CLI_KEY
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.presets import TOKENIZER_FILES
+from rvl_llm.recipe import Quantization, Recipe, TrainSettings
+from rvl_llm.train import model as train_model
+from rvl_llm.train.cli import train_command
+from rvl_llm.train.config import TRAIN_SPLITS, TrainConfig
+from rvl_llm.train.run_folder import run_lock
+from rvl_llm.train.run import run_train
+
+LABELS = ("letter", "form", "email", "invoice")
+WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
+         "total amount due payment")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def models(request: pytest.FixtureRequest) -> Path:
+    try:
+        root = request.getfixturevalue("sample_root")
+    except Exception as err:
+        pytest.skip(f"tiny sample models unavailable ({err}); build them with `make sample`")
+    return root / "models"
+
+
+def documents(split: str, n: int) -> dict[str, str]:
+    files = {}
+    for i in range(n):
+        label = i % len(LABELS)
+        words = (WORDS[label] + " the office report page ").split() * (1 + i % 6)
+        files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
+    return files
+
+
+@pytest.fixture
+def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
+    """8 train and 4 validation documents over 4 classes, and the label file."""
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    return write_corpus({**documents("train", 8), **documents("validation", 4)})
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the working folder: the default log/ and data_cache/ land in it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before every check passed")
+
+    monkeypatch.setattr(train_model, "load_model", load_model)
+
+
+def config(tmp_path: Path, model: Path, **overrides: Any) -> TrainConfig:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data", "name": "run", "model": str(model), "max_len": 64,
+        "num_epochs": 1, "batch_size": 4, "lr": 1e-3, "labels_file": tmp_path / "labels.txt",
+        "log_dir": tmp_path / "log", "cache_dir": tmp_path / "cache", "save": "never",
+        "trainable": "classifier",
+    }
+    return TrainConfig.from_flags(**{**values, **overrides})
+
+
+def cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def train_args(tmp_path: Path, model: Path, *extra: str | Path) -> list[str | Path]:
+    """`rvl-llm train` of a tiny classifier run, as config() would make it."""
+    return ["train", "-d", tmp_path / "data", "--labels", tmp_path / "labels.txt",
+            "--name", "run", "-m", model, "--max-len", "64", "-n", "1", "-b", "4", "-l", "1e-3",
+            "--trainable", "classifier", "--save", "never", "--log-dir", tmp_path / "log",
+            "--cache-dir", tmp_path / "cache", "--no-progress", *extra]
+
+
+def assert_refused(result: Result, *needles: str) -> str:
+    """Exit 1 and nothing but one line, ``Error: ...``, holding every needle."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_failed_in_one_line(result: Result, *needles: str) -> str:
+    """For a failure after work began (progress was printed): exit 1, no traceback, and the
+    last line is the only ``Error: ...`` line, holding every needle."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == [lines[-1]], result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def cache_entries(cache_dir: Path) -> list[Path]:
+    if not cache_dir.is_dir():
+        return []
+    return sorted(p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# ---- 1. --overwrite deletes runs only ---------------------------------------------------------
+
+def test_overwrite_refuses_a_users_folder_and_deletes_nothing(
+    models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
+) -> None:
+    run = tmp_path / "log" / "run"
+    (run / "thesis").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    (run / "thesis" / "chapter1.tex").write_text("also mine")
+    before = tree(run)
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "--overwrite"))
+    assert_refused(result, "--overwrite", str(run), "not a run", "nothing was deleted")
+    assert tree(run) == before
+    assert not (tmp_path / "cache").exists()  # refused before prepare
+
+
+def test_overwrite_replaces_a_finished_run(models: Path, corpus: Path, tmp_path: Path) -> None:
+    run_train(config(tmp_path, models / "tiny-mistral"))
+    run = tmp_path / "log" / "run"
+    (run / "final" / "stale.txt").write_text("from the first run")
+    first = json.loads((run / "final" / "recipe.json").read_text())
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "--overwrite", "--seed", "7"))
+    assert result.exit_code == 0, result.output
+    assert not (run / "final" / "stale.txt").exists()
+    second = json.loads((run / "final" / "recipe.json").read_text())
+    assert (first["settings"]["seed"], second["settings"]["seed"]) == (1234, 7)
+    assert json.loads((run / "recipe.json").read_text()) == second
+
+
+# ---- 4. split prefixes that overlap or are empty ----------------------------------------------
+
+@pytest.mark.parametrize(("flags", "needles"), [
+    (["--prefix-train", "t"], ["--prefix-train 't'", "--prefix-test 'test_'", "overlap"]),
+    (["--prefix-validation", "train_x"],
+     ["--prefix-train 'train_'", "--prefix-validation 'train_x'", "overlap"]),
+    (["--prefix-validation", ""], ["--prefix-validation ''", "must not be empty"]),
+], ids=["train-starts-test", "validation-extends-train", "empty"])
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_bad_split_prefixes_are_refused_before_anything_is_written(
+    command: str, flags: list[str], needles: list[str], models: Path, corpus: Path,
+    workdir: Path, no_model_load: None,
+) -> None:
+    args = [command, "-d", "data", "-m", models / "tiny-mistral", "--labels", "labels.txt",
+            *flags]
+    if command == "train":
+        args += ["--name", "run", "--trainable", "lora"]
+    assert_refused(cli(*args), *needles)
+    assert not (workdir / "data_cache").exists() and not (workdir / "log").exists()
+
+
+# ---- 13. --log-dir that is a file ---------------------------------------------------------------
+
+def test_log_dir_that_is_a_file_is_refused_before_prepare_and_model_load(
+    models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
+) -> None:
+    (tmp_path / "log").write_text("not a folder")
+    result = cli(*train_args(tmp_path, models / "tiny-mistral"))
+    assert_refused(result, "--log-dir", str(tmp_path / "log"), "is a file")
+    assert (tmp_path / "log").read_text() == "not a folder"
+    assert not (tmp_path / "cache").exists()
+
+
+# ---- 16. a tokenizer folder is not a model --------------------------------------------------------
+
+def test_model_folder_without_config_is_refused_before_prepare(
+    models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
+) -> None:
+    tokenizer_only = tmp_path / "tokenizer-only"
+    tokenizer_only.mkdir()
+    copied = [name for name in TOKENIZER_FILES if (models / "tiny-mistral" / name).is_file()]
+    assert "tokenizer.json" in copied
+    for name in copied:
+        shutil.copy(models / "tiny-mistral" / name, tokenizer_only / name)
+    result = cli(*train_args(tmp_path, tokenizer_only))
+    assert_refused(result, f"--model {tokenizer_only}", "config.json")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "log").exists()
+
+
+# ---- 19. one train per run name at a time -----------------------------------------------------------
+
+@contextmanager
+def lock_in_another_process(log_dir: Path, name: str) -> Iterator[None]:
+    """``run_lock`` held by a child process until the block ends."""
+    code = ("import sys; from pathlib import Path; from rvl_llm.train.run_folder import run_lock\n"
+            "with run_lock(Path(sys.argv[1]), sys.argv[2]):\n"
+            "    print('held', flush=True); sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(log_dir), name], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        yield
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=60)
+
+
+@pytest.mark.parametrize("holder", ["this-process", "another-process"])
+def test_a_second_train_of_the_same_name_is_refused(
+    holder: str, models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
+) -> None:
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    hold = run_lock(log_dir, "run") if holder == "this-process" else lock_in_another_process(
+        log_dir, "run")
+    with hold:
+        result = cli(*train_args(tmp_path, models / "tiny-mistral"))
+        assert_refused(result, "--name run", "another rvl-llm train is running")
+    assert not (log_dir / "run").exists() and not (tmp_path / "cache").exists()
+    with run_lock(log_dir, "run"):  # the refused train left the lock free
+        pass
+
+
+# ---- 3. a diverging run stops before it saves ----------------------------------------------------
+
+def weights_are_finite(folder: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    assert files, f"no weights in {folder}"
+    return all(bool(torch.isfinite(t).all()) for f in files for t in load_file(str(f)).values())
+
+
+def test_infinite_lr_stops_a_generative_run_before_any_nan_is_saved(
+    models: Path, corpus: Path, tmp_path: Path,
+) -> None:
+    from rvl_llm.train.guards import NonFiniteTraining
+
+    cfg = config(tmp_path, models / "tiny-mistral", generative=True, trainable="full",
+                 num_epochs=2, save="epoch", lr=float("inf"))
+    with pytest.raises(NonFiniteTraining, match=r"training diverged at step \d+: .*nan") as err:
+        run_train(cfg)
+    assert isinstance(err.value, RvlError) and "\n" not in err.value.message
+    assert "final/ was not written" in err.value.message
+    assert not (cfg.run_dir / "final").exists()
+    for checkpoint in cfg.run_dir.glob("checkpoint-*"):
+        assert weights_are_finite(checkpoint), checkpoint
+    # Through the CLI: exit 1 and one line; the run is kept as an unfinished one.
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "-g", "--trainable", "full",
+                             "-n", "2", "--save", "epoch", "-l", "inf", "--overwrite"))
+    assert_failed_in_one_line(result, "training diverged", "--lr", "final/ was not written")
+    assert not (cfg.run_dir / "final").exists()
+
+
+def test_a_run_diverging_in_its_second_epoch_keeps_the_first_checkpoint(
+    models: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2 steps an epoch: the optimiser poisons the weights at step 3; checkpoint-2 is kept and
+    named, checkpoint-4 and final/ are never written."""
+    import torch
+
+    from rvl_llm.train.guards import NonFiniteTraining
+
+    real_step = torch.optim.AdamW.step
+    steps = []
+
+    def step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        out = real_step(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) >= 3:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    cfg = config(tmp_path, models / "tiny-mistral", generative=True, trainable="lora",
+                 num_epochs=2, save="epoch")
+    with pytest.raises(NonFiniteTraining, match="kept the last good checkpoint") as err:
+        run_train(cfg)
+    assert str(cfg.run_dir / "checkpoint-2") in err.value.message
+    assert sorted(p.name for p in cfg.run_dir.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert weights_are_finite(cfg.run_dir / "checkpoint-2")
+    assert not (cfg.run_dir / "final").exists()
+
+
+# ---- 10. resume after a kill -9 during a checkpoint save --------------------------------------------
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("cut_short", [
+    lambda folder: (folder / "recipe.json").unlink(),
+    lambda folder: truncate(folder / "trainer_state.json"),
+], ids=["no-recipe", "truncated-state"])
+def test_resume_sets_the_incomplete_checkpoint_aside_and_finishes(
+    cut_short: Callable[[Path], None], models: Path, corpus: Path, tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, models / "tiny-mistral", num_epochs=2, save="epoch")
+    run_train(cfg)
+    run = cfg.run_dir
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # As a kill -9 while checkpoint-4 was being written leaves it: no final/, no accuracies.
+    cut_short(run / "checkpoint-4")
+    shutil.rmtree(run / "final")
+    recipe = Recipe.read(run)
+    recipe = replace(recipe, validation_accuracy=None, best_validation_accuracy=None)
+    recipe.write(run)
+    damaged = tree(run)
+
+    # A plain rerun is refused, touches nothing and says --resume.
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "-n", "2", "--save", "epoch"))
+    assert_refused(result, "--name run", "unfinished", "--resume")
+    assert tree(run) == damaged
+
+    said: list[str] = []
+    result = run_train(replace(cfg, resume=True), log=said.append)
+    aside = [line for line in said if "incomplete" in line]
+    assert len(aside) == 1 and "checkpoint-4" in aside[0], said
+    assert "incomplete-checkpoint-4" in aside[0], aside
+    assert any(f"continuing from {run / 'checkpoint-2'}" in line for line in said), said
+    # The cut-short folder is kept, byte for byte, under its new name; nothing is deleted.
+    kept = {k.removeprefix("checkpoint-4/"): v for k, v in damaged.items()
+            if k.startswith("checkpoint-4/")}
+    assert tree(run / "incomplete-checkpoint-4") == kept
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (run / "final" / "recipe.json").is_file()
+    assert Recipe.read(run / "final").validation_accuracy == result.final_accuracy is not None
+    from rvl_llm.train.run_folder import is_complete_checkpoint
+
+    assert is_complete_checkpoint(run / "checkpoint-4")
+
+
+# ---- 18. a corpus with bad files: the recipe carries --skip-bad-files -------------------------------
+
+def test_skip_bad_files_reaches_eval_through_the_recipe(
+    models: Path, corpus: Path, tmp_path: Path, write_corpus: Callable[..., Path],
+) -> None:
+    from rvl_llm.evaluate.config import EvalConfig
+    from rvl_llm.evaluate.run import run_eval
+
+    bad_train, bad_test = "train_0100_1_aws.json", "test_0100_2_aws.json"
+    write_corpus({**documents("test", 4), bad_train: b'{"id": "x", "ocr": ', bad_test: b"{oops"})
+    args = train_args(tmp_path, models / "tiny-mistral")
+
+    result = cli(*args)
+    assert_failed_in_one_line(result, bad_train, "--skip-bad-files")
+    assert not (tmp_path / "log" / "run").exists()
+    for entry in cache_entries(tmp_path / "cache"):  # no train split was recorded
+        assert not (entry / "train").exists()
+        if (entry / "manifest.json").exists():
+            assert "train" not in json.loads((entry / "manifest.json").read_text())["splits"]
+
+    result = cli(*args, "--skip-bad-files")
+    assert result.exit_code == 0, result.output
+    final = tmp_path / "log" / "run" / "final"
+    recipe = Recipe.read(final)
+    assert recipe.data.skip_bad_files is True
+
+    evaluated = run_eval(EvalConfig(checkpoint=final, progress=False))  # no --skip-bad-files
+    assert evaluated.record["n"] == 4  # the 4 good test documents; the bad one left out
+    assert evaluated.record["split"] == "test"
+
+
+# ---- 6. a relative --data keys the same cache entry as the absolute path -----------------------------
+
+def test_relative_data_path_shares_the_cache_entry_and_the_recipe_is_absolute(
+    models: Path, corpus: Path, workdir: Path,
+) -> None:
+    model = models / "tiny-mistral"
+    result = cli("train", "-d", "data", "--labels", "labels.txt", "--name", "run", "-m", model,
+                 "--max-len", "64", "-n", "1", "-b", "4", "--trainable", "classifier",
+                 "--save", "never", "--no-progress")
+    assert result.exit_code == 0, result.output
+    entries = cache_entries(workdir / "data_cache")
+    assert len(entries) == 1
+    recipe = Recipe.read(workdir / "log" / "run" / "final")
+    assert recipe.data.data_dir == (workdir / "data").resolve()
+    assert recipe.data.data_dir.is_absolute() and recipe.data.cache_dir.is_absolute()
+    assert recipe.cache_key == entries[0].name
+
+    result = cli("prepare", "-d", (workdir / "data").resolve(), "--labels",
+                 (workdir / "labels.txt").resolve(), "-m", model, "--max-len", "64",
+                 "--splits", "train,validation", "--cache-dir", (workdir / "data_cache"),
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert cache_entries(workdir / "data_cache") == entries
+    assert result.output.splitlines()[-1] == str(entries[0].resolve())
