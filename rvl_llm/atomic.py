@@ -1,11 +1,13 @@
-"""Atomic file writes: a reader (another stage, a resumed run, `rvl-llm report`) sees the old
-file or the new one, never half of one. The one helper for every file the tool writes in place.
+"""Atomic writes: a reader (another stage, a resumed run, `rvl-llm report`) sees the old file or
+folder or the new one, never half of one. The one helper for every file and folder the tool
+writes in place.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -32,3 +34,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move a finished folder into place; an old one is moved aside, then deleted once the new
+    one is in place (put back if the move fails)."""
+    if not target.exists():
+        os.rename(source, target)
+        return
+    trash = target.with_name(f"{TEMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
+    os.rename(target, trash)
+    try:
+        os.rename(source, target)
+    except OSError:
+        os.rename(trash, target)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)

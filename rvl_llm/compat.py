@@ -56,6 +56,18 @@ def checkpointing_arguments(enabled: bool) -> dict[str, Any]:
 # -- Trainer internals ------------------------------------------------------------------------
 
 
+def close_progress_bars(trainer: Any) -> None:
+    """Close the bars ``ProgressCallback`` left open when training stopped with an error: an open
+    bar would put the error message on its own line, and a log search for it would miss it."""
+    for callback in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(callback, name, None)
+            if bar is not None:
+                bar.close()
+                setattr(callback, name, None)
+
+
+
 class TrainerOverrides:
     """Overrides of private ``Trainer`` methods; mixed in before ``Trainer``. The subclass sets
     ``head_only``."""

@@ -107,3 +107,16 @@ def test_head_only_load_does_not_warn_of_the_missing_base(
     with caplog.at_level("WARNING"):
         trainer._issue_warnings_after_load(LoadResult(["model.embed_tokens.weight"], []))
     assert "missing" not in caplog.text.lower()
+
+
+def test_close_progress_bars_closes_what_progress_callback_opened(tmp_path: Path) -> None:
+    from transformers import ProgressCallback, TrainerState
+
+    trainer = overrides_trainer(tmp_path, tiny_llama(num_labels=2))
+    progress = next(c for c in trainer.callback_handler.callbacks
+                    if isinstance(c, ProgressCallback))
+    state = TrainerState(max_steps=4, is_local_process_zero=True, is_world_process_zero=True)
+    progress.on_train_begin(trainer.args, state, trainer.control)
+    assert progress.training_bar is not None
+    compat.close_progress_bars(trainer)
+    assert progress.training_bar is None

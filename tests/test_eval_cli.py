@@ -171,16 +171,10 @@ def fails(result, *needles: str) -> None:
         assert needle in message, message
 
 
-def test_checkpoint_without_recipe(tmp_path: Path) -> None:
-    (tmp_path / "weights").mkdir()
-    fails(invoke("-c", str(tmp_path / "weights")), f"{tmp_path / 'weights'}: no recipe.json",
-          "`rvl-llm train`")
-
-
-@pytest.mark.xfail(strict=True, reason="Recipe.read names the folder but not the -c option")
 def test_checkpoint_without_recipe_names_the_option(tmp_path: Path) -> None:
     (tmp_path / "weights").mkdir()
-    fails(invoke("-c", str(tmp_path / "weights")), f"-c {tmp_path / 'weights'}: no recipe.json")
+    fails(invoke("-c", str(tmp_path / "weights")), f"-c {tmp_path / 'weights'}: no recipe.json",
+          "`rvl-llm train`")
 
 
 def test_adapter_that_does_not_match_the_model(tmp_path: Path) -> None:

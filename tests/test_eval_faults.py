@@ -129,13 +129,18 @@ def fill_with_nan(weights: Path) -> None:
               metadata={"format": "pt"})
 
 
-@pytest.mark.parametrize("mode", ["generative", "classifier"])
-def test_nan_weights_are_refused(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(("mode", "decode"), [
+    ("generative", "score"),
+    ("classifier", "score"),
+    ("generative", "generate"),
+])
+def test_nan_weights_are_refused(tmp_path: Path, mode: str, decode: str) -> None:
     final = build_run(tmp_path, mode)
     fill_with_nan(final / "model.safetensors")
     before = snapshot(tmp_path)
     out = tmp_path / "out"
-    refused(evaluate("-c", str(final), "-o", str(out)), f"-c {final}", "not finite")
+    refused(evaluate("-c", str(final), "-o", str(out), "--decode", decode), f"-c {final}",
+            "not finite")
     assert not out.exists()
     unchanged(tmp_path, before)
 
@@ -154,9 +159,8 @@ def test_recipe_cannot_switch_on_remote_code(tmp_path: Path, monkeypatch: pytest
         monkeypatch.setattr(auto, "from_pretrained", _recording(auto, calls))
     args = ["-c", str(final), "-o", str(tmp_path / "out")]
     succeeds(evaluate(*args, *(["--trust-remote-code"] if flag else [])))
-    # Prepare loads the tokenizer to build the test split; the checkpoint loads both.
-    assert {name for name, _ in calls} == {"AutoTokenizer", "AutoModelForCausalLM"}, calls
-    assert all(got is flag for _, got in calls), calls
+    # Prepare loads the tokenizer to build the test split; the checkpoint loads both again.
+    assert calls == [("AutoTokenizer", flag)] * 2 + [("AutoModelForCausalLM", flag)], calls
 
 
 def _recording(auto: Any, calls: list[tuple[str, object]]) -> Callable[..., Any]:
@@ -312,8 +316,7 @@ def test_eval_failing_while_writing_leaves_no_half_folder(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("rvl_llm.evaluate.outputs.write_confusion_png", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        evaluate("-c", str(final), "-o", str(out))
+    refused(evaluate("-c", str(final), "-o", str(out)), f"-o {out}", "No space left on device")
     # predictions.tsv and the csv were written before the failure; none may stay behind.
     assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
 

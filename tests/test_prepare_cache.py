@@ -194,7 +194,7 @@ def test_a_split_rolls_over_into_several_shards(
 ) -> None:
     single = run_prepare(env.cfg(splits=("train",))).manifest.dataset("train").to_dict()
     monkeypatch.setattr(shards_module, "ROWS_PER_SHARD", 3)
-    result = run_prepare(env.cfg(splits=("train",), batch_size=1, cache_dir=env.tmp / "c2"))
+    result = run_prepare(env.cfg(splits=("train",), tokenize_batch=1, cache_dir=env.tmp / "c2"))
     info = result.manifest.splits["train"]
     assert [(s.file, s.rows) for s in info.shards] == [("shard-00000.arrow", 3),
                                                         ("shard-00001.arrow", 1)]
@@ -291,7 +291,7 @@ HITS: dict[str, Change] = {
     "same run": lambda e, mp: e.cfg(),
     "tokenizer folder copied": copy_the_tokenizer,
     "same label set from a file": lambda e, mp: e.cfg(labels_file=labels_file(e, RVL_CDIP_CLASSES)),
-    "batch size, progress": lambda e, mp: e.cfg(batch_size=1, progress=True),
+    "batch size, progress": lambda e, mp: e.cfg(tokenize_batch=1, progress=True),
     "bad-file skipping": lambda e, mp: e.cfg(skip_bad_files=True),
 }
 
@@ -437,7 +437,7 @@ def fail_after_first_write(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_exception_mid_build_leaves_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     fail_after_first_write(monkeypatch)
     with pytest.raises(RvlError, match=r"cannot write the shards \(disk full\)"):
-        run_prepare(env.cfg(batch_size=1))
+        run_prepare(env.cfg(tokenize_batch=1))
     entries = [p for p in env.cache.iterdir() if p.is_dir()]
     assert all(list(p.iterdir()) == [] for p in entries)  # no split folder, no manifest
     assert leftovers(env.cache) == []
@@ -451,7 +451,7 @@ def test_an_exception_mid_split_keeps_the_finished_splits(
     with monkeypatch.context() as patch:
         fail_after_first_write(patch)
         with pytest.raises(RvlError, match="disk full"):
-            run_prepare(env.cfg(batch_size=1, splits=("validation", "test")))
+            run_prepare(env.cfg(tokenize_batch=1, splits=("validation", "test")))
     assert sorted(p.name for p in first.root.iterdir()) == ["manifest.json", "train"]
     assert Manifest.load(first.root) == first.manifest
     again = run_prepare(env.cfg())

@@ -65,7 +65,7 @@ def nested_recipe(folder: Path) -> None:
 
 @pytest.mark.parametrize("make", [
     lambda d: (d / "recipe.json").write_text("{}"),
-    lambda d: (d / "final").mkdir(),
+    lambda d: (d / "final").mkdir() or (d / "final" / "recipe.json").write_text("{}"),
     lambda d: (d / "checkpoint-3").mkdir(),
     lambda d: (d / "incomplete-checkpoint-3").mkdir(),
     lambda d: (d / "incomplete-checkpoint-3.2").mkdir(),
@@ -83,9 +83,11 @@ def test_each_thing_a_run_writes_makes_a_run_folder(tmp_path: Path, make: Maker)
     lambda d: (d / "checkpoint-abc").mkdir(),
     lambda d: (d / "checkpoint-3").write_text("a file"),
     lambda d: (d / "final").write_text("a file"),
+    lambda d: (d / "final").mkdir(),
     lambda d: (d / "recipe.json").mkdir(),
     lambda d: nested_recipe(d),
-], ids=["files", "bad-number", "checkpoint-file", "final-file", "recipe-folder", "nested"])
+], ids=["files", "bad-number", "checkpoint-file", "final-file", "bare-final", "recipe-folder",
+        "nested"])
 def test_other_folders_are_not_runs(tmp_path: Path, make: Maker) -> None:
     run = tmp_path / "run"
     run.mkdir()

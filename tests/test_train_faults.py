@@ -29,8 +29,8 @@ from rvl_llm.recipe import Quantization, Recipe, TrainSettings
 from rvl_llm.train import model as train_model
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TRAIN_SPLITS, TrainConfig
-from rvl_llm.train.run_folder import run_lock
 from rvl_llm.train.run import run_train
+from rvl_llm.train.run_folder import run_lock
 
 LABELS = ("letter", "form", "email", "invoice")
 WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
@@ -113,7 +113,8 @@ def assert_refused(result: Result, *needles: str) -> str:
 
 def assert_failed_in_one_line(result: Result, *needles: str) -> str:
     """For a failure after work began (progress was printed): exit 1, no traceback, and the
-    last line is the only ``Error: ...`` line, holding every needle."""
+    last line is the only ``Error: ...`` line, holding every needle. A progress bar cut short
+    must not swallow the start of the error line (logs are searched for ``^Error:``)."""
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output, result.output
@@ -138,7 +139,7 @@ def cache_entries(cache_dir: Path) -> list[Path]:
     return sorted(p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-# ---- 1. --overwrite deletes runs only ---------------------------------------------------------
+# ---- --overwrite deletes runs only --------------------------------------------------------------
 
 def test_overwrite_refuses_a_users_folder_and_deletes_nothing(
     models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
@@ -167,7 +168,7 @@ def test_overwrite_replaces_a_finished_run(models: Path, corpus: Path, tmp_path:
     assert json.loads((run / "recipe.json").read_text()) == second
 
 
-# ---- 4. split prefixes that overlap or are empty ----------------------------------------------
+# ---- split prefixes that overlap or are empty ---------------------------------------------------
 
 @pytest.mark.parametrize(("flags", "needles"), [
     (["--prefix-train", "t"], ["--prefix-train 't'", "--prefix-test 'test_'", "overlap"]),
@@ -188,7 +189,7 @@ def test_bad_split_prefixes_are_refused_before_anything_is_written(
     assert not (workdir / "data_cache").exists() and not (workdir / "log").exists()
 
 
-# ---- 13. --log-dir that is a file ---------------------------------------------------------------
+# ---- --log-dir that is a file -------------------------------------------------------------------
 
 def test_log_dir_that_is_a_file_is_refused_before_prepare_and_model_load(
     models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
@@ -200,7 +201,7 @@ def test_log_dir_that_is_a_file_is_refused_before_prepare_and_model_load(
     assert not (tmp_path / "cache").exists()
 
 
-# ---- 16. a tokenizer folder is not a model --------------------------------------------------------
+# ---- a tokenizer folder is not a model ----------------------------------------------------------
 
 def test_model_folder_without_config_is_refused_before_prepare(
     models: Path, corpus: Path, tmp_path: Path, no_model_load: None,
@@ -216,7 +217,7 @@ def test_model_folder_without_config_is_refused_before_prepare(
     assert not (tmp_path / "cache").exists() and not (tmp_path / "log").exists()
 
 
-# ---- 19. one train per run name at a time -----------------------------------------------------------
+# ---- one train per run name at a time -----------------------------------------------------------
 
 @contextmanager
 def lock_in_another_process(log_dir: Path, name: str) -> Iterator[None]:
@@ -251,7 +252,7 @@ def test_a_second_train_of_the_same_name_is_refused(
         pass
 
 
-# ---- 3. a diverging run stops before it saves ----------------------------------------------------
+# ---- a diverging run stops before it saves ------------------------------------------------------
 
 def weights_are_finite(folder: Path) -> bool:
     import torch
@@ -276,11 +277,15 @@ def test_infinite_lr_stops_a_generative_run_before_any_nan_is_saved(
     assert not (cfg.run_dir / "final").exists()
     for checkpoint in cfg.run_dir.glob("checkpoint-*"):
         assert weights_are_finite(checkpoint), checkpoint
-    # Through the CLI: exit 1 and one line; the run is kept as an unfinished one.
+
+
+def test_a_diverging_run_fails_in_one_line_through_the_cli(
+    models: Path, corpus: Path, tmp_path: Path,
+) -> None:
     result = cli(*train_args(tmp_path, models / "tiny-mistral", "-g", "--trainable", "full",
-                             "-n", "2", "--save", "epoch", "-l", "inf", "--overwrite"))
+                             "-n", "2", "--save", "epoch", "-l", "inf"))
     assert_failed_in_one_line(result, "training diverged", "--lr", "final/ was not written")
-    assert not (cfg.run_dir / "final").exists()
+    assert not (tmp_path / "log" / "run" / "final").exists()
 
 
 def test_a_run_diverging_in_its_second_epoch_keeps_the_first_checkpoint(
@@ -316,7 +321,7 @@ def test_a_run_diverging_in_its_second_epoch_keeps_the_first_checkpoint(
     assert not (cfg.run_dir / "final").exists()
 
 
-# ---- 10. resume after a kill -9 during a checkpoint save --------------------------------------------
+# ---- resume after a kill -9 during a checkpoint save --------------------------------------------
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -364,7 +369,7 @@ def test_resume_sets_the_incomplete_checkpoint_aside_and_finishes(
     assert is_complete_checkpoint(run / "checkpoint-4")
 
 
-# ---- 18. a corpus with bad files: the recipe carries --skip-bad-files -------------------------------
+# ---- a corpus with bad files: the recipe carries --skip-bad-files -------------------------------
 
 def test_skip_bad_files_reaches_eval_through_the_recipe(
     models: Path, corpus: Path, tmp_path: Path, write_corpus: Callable[..., Path],
@@ -395,7 +400,7 @@ def test_skip_bad_files_reaches_eval_through_the_recipe(
     assert evaluated.record["split"] == "test"
 
 
-# ---- 6. a relative --data keys the same cache entry as the absolute path -----------------------------
+# ---- a relative --data keys the same cache entry as the absolute path ---------------------------
 
 def test_relative_data_path_shares_the_cache_entry_and_the_recipe_is_absolute(
     models: Path, corpus: Path, workdir: Path,
@@ -419,3 +424,116 @@ def test_relative_data_path_shares_the_cache_entry_and_the_recipe_is_absolute(
     assert result.exit_code == 0, result.output
     assert cache_entries(workdir / "data_cache") == entries
     assert result.output.splitlines()[-1] == str(entries[0].resolve())
+
+
+# ---- a new prepare setting reaches train, eval and resume with no other edit --------------------
+
+# Fields whose values are constrained beyond their type.
+CONSTRAINED = {"splits": ("validation", "test"), "labels": ("alpha", "beta", "gamma")}
+
+
+def unlike_default(name: str, hint: Any, default: Any, tmp_path: Path) -> Any:
+    """A valid value of that type, never the field's default."""
+    if name in CONSTRAINED:
+        return CONSTRAINED[name]
+    base = {bool | None: bool, Path | None: Path}.get(hint, hint)
+    if base is bool:
+        return default is not True
+    if base is int:
+        return default + 7
+    if base is str:
+        return f"x_{name}_"  # no such prefix starts another
+    if base is Path:
+        return tmp_path / f"x_{name}"
+    pytest.fail(f"PrepareConfig.{name}: add an example value of {hint} to this test")
+
+
+def prepare_values(tmp_path: Path, *, cli_only: bool = False) -> dict[str, Any]:
+    """Every field of PrepareConfig (or every command-line one) set unlike its default."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(PrepareConfig)
+    values = {}
+    for f in fields(PrepareConfig):
+        if cli_only and CLI_KEY not in f.metadata:
+            continue
+        default = f.default if f.default is not MISSING else None
+        values[f.name] = unlike_default(f.name, hints[f.name], default, tmp_path)
+        assert values[f.name] != default, f.name
+    return values
+
+
+def example_recipe(tmp_path: Path) -> Recipe:
+    return Recipe(
+        run_name="run", model="tiny", model_location=str(tmp_path / "model"),
+        data=PrepareConfig(**prepare_values(tmp_path)), settings=TrainSettings(trainable="lora"),
+        pad_token="<unk>", lora_targets=("q_proj", "v_proj"), quantization=Quantization(),
+        mixed_precision="bf16", cache_key="0" * 16, versions={"torch": "2.0"},
+        command="rvl-llm train",
+    )
+
+
+def test_every_prepare_option_is_a_train_option() -> None:
+    from rvl_llm.pipeline.cli import prepare_command
+
+    train = {p.name: p for p in train_command.params}
+    prepare = {p.name: p for p in prepare_command.params}
+    tagged = [f.name for f in fields(PrepareConfig) if CLI_KEY in f.metadata]
+    assert "splits" in tagged  # training prepares train and validation: its only exception
+    for name in tagged:
+        if name != "splits":
+            assert name in train, f"PrepareConfig.{name} is not an option of `train`"
+            assert train[name].opts == prepare[name].opts, name
+
+
+def test_train_flags_reach_the_prepare_settings_whole(tmp_path: Path) -> None:
+    values = prepare_values(tmp_path, cli_only=True)
+    del values["splits"]
+    cfg = TrainConfig.from_flags(name="run", **values)
+    assert cfg.data == PrepareConfig(**values, splits=TRAIN_SPLITS)
+
+
+def test_the_training_batch_size_does_not_reach_prepare(tmp_path: Path) -> None:
+    """``-b`` is documents per training step; prepare's tokenize_batch (documents per tokenizer
+    batch) keeps its own default, and no setting name belongs to two configs."""
+    cfg = TrainConfig.from_flags(name="run", data_dir=tmp_path, model="m", batch_size=4)
+    assert cfg.settings.batch_size == 4
+    assert cfg.data.tokenize_batch == PrepareConfig(data_dir=tmp_path, model="m").tokenize_batch
+    names = [{f.name for f in fields(c)} for c in (PrepareConfig, TrainSettings, TrainConfig)]
+    assert not (names[0] & names[1]) and not ((names[0] | names[1]) & names[2] - {"data"})
+
+
+def test_the_recipe_round_trips_every_prepare_setting(tmp_path: Path) -> None:
+    recipe = example_recipe(tmp_path)
+    assert recipe.data.trust_remote_code is True  # written as given...
+    recipe.write(tmp_path / "run")
+    back = Recipe.read(tmp_path / "run")
+    assert back.data.trust_remote_code is False  # ...and never granted by the file
+    skip = {"trust_remote_code", "progress"}
+    written = {k: v for k, v in asdict(recipe.data).items() if k not in skip}
+    read = {k: v for k, v in asdict(back.data).items() if k not in skip}
+    assert read == written
+    assert back == replace(recipe, data=replace(recipe.data, trust_remote_code=False))
+
+
+def test_eval_takes_the_recipes_prepare_settings_and_changes_only_its_own(tmp_path: Path) -> None:
+    from rvl_llm.evaluate.config import EvalConfig
+    from rvl_llm.evaluate.run import eval_data
+
+    recipe = example_recipe(tmp_path)
+    plain = eval_data(EvalConfig(checkpoint=tmp_path / "final"), recipe)
+    assert plain == replace(recipe.data, splits=("test",), trust_remote_code=False,
+                            progress=None)
+    assert plain.skip_bad_files is True  # the run skipped bad files: so does its eval
+
+    cfg = EvalConfig(checkpoint=tmp_path / "final", data_dir=tmp_path / "other",
+                     cache_dir=tmp_path / "cache2", max_len=32, split="validation",
+                     trust_remote_code=True, progress=False)
+    data = eval_data(cfg, recipe)
+    own = {"data_dir": tmp_path / "other", "cache_dir": tmp_path / "cache2", "max_len": 32,
+           "splits": ("validation",), "skip_bad_files": True, "trust_remote_code": True,
+           "progress": False}
+    assert data == replace(recipe.data, **own)
+    for f in fields(PrepareConfig):
+        if f.name not in own:
+            assert getattr(data, f.name) == getattr(recipe.data, f.name), f.name

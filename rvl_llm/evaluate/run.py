@@ -3,25 +3,28 @@
 Read top to bottom: the checkpoint's recipe says how the model was trained; the output folder is
 claimed before anything heavy; prepare builds (or finds in the cache) the split exactly as
 training tokenised it, from the recipe's prepare settings; the checkpoint is loaded; every
-document is scored; outputs are written. A failed eval leaves no folder it created behind.
+document is scored; outputs are written into a temporary folder that replaces the eval's
+folder when complete. A failed eval leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rvl_llm.atomic import TEMP_PREFIX, replace_dir
 from rvl_llm.errors import RvlError
 from rvl_llm.evaluate.config import EvalConfig
-from rvl_llm.inference.checkpoint import CHECKPOINT_PREFIX, weights_folder
+from rvl_llm.inference.checkpoint import CHECKPOINT_PREFIX, check_weights, weights_folder
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.recipe import Recipe
 
@@ -39,11 +42,21 @@ def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult:
     say = log or (lambda _msg: None)
     checkpoint = weights_folder(cfg.checkpoint)
     recipe = Recipe.read(checkpoint)
+    check_weights(checkpoint)  # damaged files are named before anything is prepared
     data = eval_data(cfg, recipe)
     decode = cfg.decode if recipe.generative else "classifier"
     folder = output_folder(cfg, checkpoint, recipe, data, decode)
-    with _removed_on_failure(folder):
-        return _evaluate(cfg, checkpoint, recipe, data, decode, folder, say)
+    with _staging(folder) as staging:
+        record, preds = _evaluate(cfg, checkpoint, recipe, data, decode, folder, say)
+        from rvl_llm.evaluate.outputs import write_all
+
+        try:
+            files = write_all(staging, record, preds, recipe.labels)
+            replace_dir(staging, folder)  # an identical rerun replaces its own folder whole
+        except OSError as err:  # a full disk, say: one line, and nothing half-written stays
+            raise RvlError(f"-o {cfg.resolved_out_dir}: cannot write the eval outputs "
+                           f"({err.strerror or err}); nothing was kept") from err
+    return EvalResult(folder, record, tuple(folder / f.name for f in files))
 
 
 def eval_data(cfg: EvalConfig, recipe: Recipe) -> PrepareConfig:
@@ -61,7 +74,8 @@ def eval_data(cfg: EvalConfig, recipe: Recipe) -> PrepareConfig:
 
 
 def _evaluate(cfg: EvalConfig, checkpoint: Path, recipe: Recipe, data: PrepareConfig,
-              decode: str, folder: Path, say: Log) -> EvalResult:
+              decode: str, folder: Path, say: Log) -> tuple[dict[str, Any], Any]:
+    """The metrics record and the predictions (nothing is written here)."""
     from rvl_llm.inference.metrics import compute_metrics
     from rvl_llm.inference.scoring import NonFiniteScores, predict
     from rvl_llm.pipeline.prepare import run_prepare
@@ -107,10 +121,7 @@ def _evaluate(cfg: EvalConfig, checkpoint: Path, recipe: Recipe, data: PrepareCo
                    "validation_accuracy": recipe.validation_accuracy,
                    "versions": recipe.versions},
     }
-    from rvl_llm.evaluate.outputs import write_all
-
-    files = write_all(folder, record, preds, recipe.labels)
-    return EvalResult(folder, record, tuple(files))
+    return record, preds
 
 
 def eval_name(recipe: Recipe, checkpoint: Path, data: PrepareConfig, split: str,
@@ -144,22 +155,22 @@ def output_folder(cfg: EvalConfig, checkpoint: Path, recipe: Recipe, data: Prepa
 
 
 @contextmanager
-def _removed_on_failure(folder: Path) -> Iterator[None]:
-    """Create ``folder`` (checking it can be written) and, if the eval fails, remove every
+def _staging(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to write the outputs into (creating it proves the
+    place writable before anything heavy runs). On failure it is removed, with every parent
     folder this created that is still empty: a failed eval leaves nothing behind."""
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    probe = folder / f".write-test.{os.getpid()}"
+    created = [p for p in folder.parents if not p.exists()]
+    staging = folder.with_name(f"{TEMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        staging.mkdir(parents=True)
     except OSError as err:
         _remove_empty(created)
         raise RvlError(f"-o {folder.parent.parent}: cannot write the eval outputs to {folder} "
                        f"({err.strerror or err})") from err
     try:
-        yield
+        yield staging
     except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         _remove_empty(created)
         raise
 

@@ -50,6 +50,9 @@ def weights_folder(checkpoint: Path, option: str = "-c") -> Path:
         raise RvlError(f"{option} {checkpoint}: the run has no {FINAL_DIR}/ (it has not "
                        f"finished); pass one of its checkpoints ({found}) or finish it with "
                        "`rvl-llm train --resume`")
+    if not (checkpoint / RECIPE_NAME).is_file():
+        raise RvlError(f"{option} {checkpoint}: no {RECIPE_NAME} (not a final/ or "
+                       "checkpoint-N/ folder written by `rvl-llm train`)")
     return checkpoint
 
 

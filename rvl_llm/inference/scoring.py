@@ -252,6 +252,8 @@ def _generate(
     tokenizer: Any,
 ) -> list[str]:
     """Greedy continuations of the prompts, decoded and stripped (the old eval, for comparison)."""
+    import torch
+
     ids, mask = _pad(prompts, pad_token_id, left=True)
     eos = sorted({c[-1] for c in template.completions})
     out = model.generate(
@@ -261,6 +263,13 @@ def _generate(
         do_sample=False,
         eos_token_id=eos,
         pad_token_id=pad_token_id,
+        return_dict_in_generate=True,
+        output_logits=True,  # a few steps' logits: enough to tell a diverged model
     )
-    new = out[:, ids.shape[1] :].cpu().tolist()
+    if not all(bool(torch.isfinite(step).all()) for step in out.logits):
+        raise NonFiniteScores(
+            "the generation's logits are not finite: the model's weights hold NaN or inf "
+            "(a diverged run?)"
+        )
+    new = out.sequences[:, ids.shape[1] :].cpu().tolist()
     return [tokenizer.decode(t, skip_special_tokens=True).strip() for t in new]

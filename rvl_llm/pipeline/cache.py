@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -97,22 +96,6 @@ def temp_dir(root: Path, name: str) -> Path:
     path = root / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
     path.mkdir(parents=True)
     return path
-
-
-def replace_dir(source: Path, target: Path) -> None:
-    """Move a finished folder into place; an old (corrupt) one is moved aside, then deleted
-    once the new one is in place (put back if the move fails)."""
-    if not target.exists():
-        os.rename(source, target)
-        return
-    trash = target.with_name(f"{TEMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
-    os.rename(target, trash)
-    try:
-        os.rename(source, target)
-    except OSError:
-        os.rename(trash, target)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def split_problem(manifest: Manifest, split: str) -> str | None:

@@ -48,7 +48,7 @@ class PrepareConfig:
         "--skip-bad-files", help="Skip files that would be errors and list them in the manifest."))
     trust_remote_code: bool = field(default=False, metadata=cli(
         "--trust-remote-code", help="Allow the model's own code from the hub (off unless asked)."))
-    batch_size: int = 512  # documents per tokenizer batch and per record batch
+    tokenize_batch: int = 512  # documents per tokenizer batch and per record batch
     progress: bool | None = field(default=None, metadata=cli(
         "--progress/--no-progress", help="Progress bar [on a terminal]."))
 
@@ -60,8 +60,8 @@ class PrepareConfig:
             raise RvlError(f"--splits {','.join(self.splits)}: choose from {', '.join(SPLITS)}")
         if self.generative and not self.response_template.strip():
             raise RvlError("--response-template: must not be empty in generative mode")
-        if self.batch_size < 1:
-            raise RvlError(f"--batch-size {self.batch_size}: must be positive")
+        if self.tokenize_batch < 1:
+            raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
         self._check_prefixes()
 
     def _check_prefixes(self) -> None:

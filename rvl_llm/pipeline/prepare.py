@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import write_json_atomic
+from rvl_llm.atomic import replace_dir, write_json_atomic
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline import cache
 from rvl_llm.pipeline.chunks import build_chunks
@@ -280,7 +280,7 @@ def _build_split(
     progress = None if cfg.progress is None else not cfg.progress
     bar = tqdm(total=len(files), desc=f"prepare {split}", unit="doc", disable=progress)
     try:
-        for chunk in build_chunks(files, cfg.batch_size, encode, template):
+        for chunk in build_chunks(files, cfg.tokenize_batch, encode, template):
             if chunk.bad and not cfg.skip_bad_files:
                 path, reason = chunk.bad[0]
                 raise BadFile(path, f"{reason} (--skip-bad-files skips such files)")
@@ -288,7 +288,7 @@ def _build_split(
             writer.write(chunk.rows, chunk.meta)
             bar.update(len(chunk.rows) + len(chunk.bad))
         shards = writer.close()
-        cache.replace_dir(folder, root / split)
+        replace_dir(folder, root / split)
     except BaseException as err:
         writer.abort()
         shutil.rmtree(folder, ignore_errors=True)

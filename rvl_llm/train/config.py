@@ -54,6 +54,10 @@ class TrainConfig:
             "data": {f.name for f in fields(PrepareConfig)},
             "settings": {f.name for f in fields(TrainSettings)},
         }
+        # A flag must mean one setting: a name in two configs would silently set both.
+        shared = (owners["data"] & owners["settings"]) | ((owners["data"] | owners["settings"])
+                                                          & own)
+        assert not shared, f"settings named in two configs: {sorted(shared)}"
         unknown = set(flags) - own - owners["data"] - owners["settings"]
         if unknown:
             raise TypeError(f"TrainConfig.from_flags: unknown settings {sorted(unknown)}")

@@ -50,11 +50,12 @@ def run_train(cfg: TrainConfig, log: Log | None = None) -> TrainResult:
     source = resolve_model(cfg.data.model)
     cfg = with_preset_defaults(cfg, source.preset)
     source.check_model_files()
-    check_log_dir(cfg.log_dir)
     from rvl_llm.train.model import check_environment, cpu_only, resolve_mixed_precision
 
     check_environment(cfg)
     mixed_precision = resolve_mixed_precision(cfg.settings.mixed_precision)
+    source.tokenizer_dir()  # a hub model unreachable offline fails here, before any write
+    check_log_dir(cfg.log_dir)
     if cfg.settings.unsloth:
         import unsloth  # noqa: F401 - patches transformers and peft; must come before them
 
@@ -98,6 +99,7 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
            state: Any, say: Log) -> TrainResult:
     from transformers import set_seed
 
+    from rvl_llm.compat import close_progress_bars
     from rvl_llm.pipeline.tokenize import load_tokenizer
     from rvl_llm.train.checkpoint import build_recipe, recipe_callback
     from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
@@ -155,7 +157,11 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     )
     if not has_validation and state.is_main_process:
         say("train: the validation split is empty; no validation, final/ = last epoch")
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException:
+        close_progress_bars(trainer)  # so the one-line error starts a line of its own
+        raise
     return _write_final(cfg, trainer, recipe, state, say)
 
 

@@ -46,7 +46,8 @@ def is_run_folder(path: Path) -> bool:
     """True when ``path`` holds something a run of this tool writes."""
     if not path.is_dir() or path.is_symlink():
         return False
-    if (path / RECIPE_NAME).is_file() or (path / FINAL_DIR).is_dir():
+    # A bare final/ could be anyone's: ours holds a recipe.
+    if (path / RECIPE_NAME).is_file() or (path / FINAL_DIR / RECIPE_NAME).is_file():
         return True
     return any((_CHECKPOINT.match(p.name) or _INCOMPLETE.match(p.name)) and p.is_dir()
                for p in path.iterdir())
