@@ -92,6 +92,16 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def models(request: pytest.FixtureRequest) -> Path:
+    """The tiny sample models' folder (train and eval tests)."""
+    try:
+        root = request.getfixturevalue("sample_root")
+    except Exception as err:
+        pytest.skip(f"tiny sample models unavailable ({err}); build them with `make sample`")
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
 def tokenizer_dirs(sample_root: Path) -> dict[str, Path]:
     return {name: sample_root / "models" / name for name in TOKENIZER_NAMES}
 

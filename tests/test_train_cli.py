@@ -31,13 +31,15 @@ def train(*args: str) -> Result:
     return CliRunner().invoke(main, [*base, *args])
 
 
-def assert_refused(result: Result, *needles: str) -> None:
+def assert_refused(result: Result, *needles: str) -> str:
+    """Exit 1 and nothing but one line, ``Error: ...``, holding every needle."""
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), result.exception
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for needle in needles:
         assert needle in lines[0], lines[0]
+    return lines[0]
 
 
 def hide_module(monkeypatch: pytest.MonkeyPatch, name: str) -> None:

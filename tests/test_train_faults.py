@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from test_train_cli import assert_refused
 
 from rvl_llm.cli import main
 from rvl_llm.errors import RvlError
@@ -36,15 +37,6 @@ LABELS = ("letter", "form", "email", "invoice")
 WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
          "total amount due payment")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def models(request: pytest.FixtureRequest) -> Path:
-    try:
-        root = request.getfixturevalue("sample_root")
-    except Exception as err:
-        pytest.skip(f"tiny sample models unavailable ({err}); build them with `make sample`")
-    return root / "models"
 
 
 def documents(split: str, n: int) -> dict[str, str]:
@@ -98,17 +90,6 @@ def train_args(tmp_path: Path, model: Path, *extra: str | Path) -> list[str | Pa
             "--name", "run", "-m", model, "--max-len", "64", "-n", "1", "-b", "4", "-l", "1e-3",
             "--trainable", "classifier", "--save", "never", "--log-dir", tmp_path / "log",
             "--cache-dir", tmp_path / "cache", "--no-progress", *extra]
-
-
-def assert_refused(result: Result, *needles: str) -> str:
-    """Exit 1 and nothing but one line, ``Error: ...``, holding every needle."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def assert_failed_in_one_line(result: Result, *needles: str) -> str:

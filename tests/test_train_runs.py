@@ -27,15 +27,6 @@ RECIPE_FIELDS = {
 }
 
 
-@pytest.fixture(scope="session")
-def models(request: pytest.FixtureRequest) -> Path:
-    try:
-        root = request.getfixturevalue("sample_root")
-    except Exception as err:
-        pytest.skip(f"tiny sample models unavailable ({err}); build them with `make sample`")
-    return root / "models"
-
-
 @pytest.fixture
 def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
     """8 train and 4 validation documents over 4 classes, 5-40 words each."""
@@ -207,6 +198,9 @@ def test_overwrite_replaces_a_finished_run(models: Path, corpus: Path, tmp_path:
     (cfg.run_dir / "stale.txt").write_text("from the first run")
     with pytest.raises(RvlError, match=r"--resume: .* trainable 'classifier'"):
         run_train(config(tmp_path, models / "tiny-mistral", trainable="full", resume=True))
+    with pytest.raises(RvlError, match=r"--resume: .* --max-len 64, this run asks for 48"):
+        run_train(config(tmp_path, models / "tiny-mistral", trainable="classifier", max_len=48,
+                         resume=True))
     assert (cfg.run_dir / "stale.txt").exists()
     run_train(config(tmp_path, models / "tiny-mistral", trainable="classifier", save="never",
                      overwrite=True))

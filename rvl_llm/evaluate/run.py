@@ -46,10 +46,10 @@ def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult:
     data = eval_data(cfg, recipe)
     decode = cfg.decode if recipe.generative else "classifier"
     folder = output_folder(cfg, checkpoint, recipe, data, decode)
+    from rvl_llm.evaluate.outputs import write_all
+
     with _staging(folder) as staging:
         record, preds = _evaluate(cfg, checkpoint, recipe, data, decode, folder, say)
-        from rvl_llm.evaluate.outputs import write_all
-
         try:
             files = write_all(staging, record, preds, recipe.labels)
             replace_dir(staging, folder)  # an identical rerun replaces its own folder whole

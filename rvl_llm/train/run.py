@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from rvl_llm.errors import RvlError
+from rvl_llm.options import CLI_KEY
 from rvl_llm.presets import resolve_model
 from rvl_llm.recipe import RECIPE_NAME, Recipe
 from rvl_llm.train.config import TrainConfig, with_preset_defaults
@@ -165,9 +166,17 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     return _write_final(cfg, trainer, recipe, state, say)
 
 
-# What a resumed run must share with the run it continues (the data through the cache key).
+# Prepare settings that do not change the rows a run reads.
+_NOT_DATA = ("progress", "trust_remote_code", "tokenize_batch")
+
+
 def _resume_identity(recipe: Recipe) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: every prepare setting that
+    shapes the rows (compared one by one, so the message names it), the model and adapters."""
+    data = {_flag(f): getattr(recipe.data, f.name)
+            for f in fields(recipe.data) if f.name not in _NOT_DATA}
     return {
+        **data,
         "model_location": recipe.model_location,
         "cache_key": recipe.cache_key,
         "trainable": recipe.trainable,
@@ -176,6 +185,12 @@ def _resume_identity(recipe: Recipe) -> dict[str, Any]:
         "lora_alpha": recipe.settings.lora_alpha,
         "quantization": recipe.quantization,
     }
+
+
+def _flag(f: Any) -> str:
+    """A setting's long option (``--data``), else its field name (``labels``)."""
+    declarations = f.metadata.get(CLI_KEY, ((),))[0]
+    return next((d for d in declarations if d.startswith("--")), f.name)
 
 
 def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
@@ -188,7 +203,7 @@ def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
         for key, value in before.items():
             if value != now[key]:
                 raise RvlError(f"--resume: {cfg.run_dir} was trained with {key} {value!r}, "
-                               f"this run asks for {now[key]!r}")
+                               f"this run asks for {now[key]!r}; resume with the same settings")
     last, incomplete = resume_point(cfg.run_dir)
     for old, new in zip(incomplete, set_aside(incomplete), strict=True):
         say(f"--resume: {old.name} is incomplete (a save was cut short); set aside as {new.name}")
