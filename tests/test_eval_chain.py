@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-from test_train_runs import LABELS, WORDS, config, corpus, models  # noqa: F401 - fixtures
+from test_train_runs import LABELS, WORDS, config, corpus  # noqa: F401 - fixtures
 
 from rvl_llm.cli import main
 from rvl_llm.train.run import run_train
