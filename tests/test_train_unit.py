@@ -223,7 +223,7 @@ class FakeTokenizer:
 
 
 def test_pad_token_choice() -> None:
-    from rvl_llm.train.model import resolve_pad_token
+    from rvl_llm.inference.base_model import resolve_pad_token
 
     preset = load_presets()["tiny-llama3"]  # pad_token <|eot_id|>
     llama3 = FakeTokenizer(None, None, "</s>")

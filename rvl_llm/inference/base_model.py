@@ -5,11 +5,13 @@ the inference layer (to put a checkpoint's adapter or head back on), so both loa
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from rvl_llm.errors import RvlError
 
 if TYPE_CHECKING:
+    from rvl_llm.presets import Preset
     from rvl_llm.recipe import Quantization
 
 def bf16_supported() -> bool:
@@ -78,3 +80,30 @@ def load_base_model(
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = pad_token_id
     return model
+
+
+def cpu_only() -> bool:
+    """Train on CPU: asked for (``accelerate launch --cpu``) or no GPU of any kind. Under a
+    multi-process launch accelerate runs CPU data parallelism only when told it is on CPU."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+
+
+def resolve_pad_token(tokenizer: Any, requested: str | None, preset: Preset | None) -> str:
+    """The pad token: ``--set-pad-token TOKEN``; else the tokenizer's own unless the bare flag
+    asks to replace it; else the preset's, unk, eos. Padding never carries a label (labels are
+    padded with -100), so even eos is safe."""
+    if requested:
+        if requested not in tokenizer.get_vocab():
+            raise RvlError(f"--set-pad-token {requested}: not a token of this tokenizer")
+        return requested
+    if requested is None and tokenizer.pad_token is not None:
+        return tokenizer.pad_token
+    for candidate in (preset.pad_token if preset else None, tokenizer.unk_token,
+                      tokenizer.eos_token):
+        if candidate is not None and candidate in tokenizer.get_vocab():
+            return candidate
+    raise RvlError("--set-pad-token: the tokenizer has no pad, unk or eos token; name one")

@@ -24,16 +24,6 @@ HEAD_NAMES = ("score", "classifier", "classification_head")
 UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def cpu_only() -> bool:
-    """Train on CPU: asked for (``accelerate launch --cpu``) or no GPU of any kind. Under a
-    multi-process launch accelerate runs CPU data parallelism only when told it is on CPU."""
-    import torch
-
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return True
-    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
-
-
 def resolve_mixed_precision(choice: str | None) -> str | None:
     """``--mixed-precision`` to what runs: None (fp32), "bf16" or "fp16"."""
     if choice is None:
@@ -72,23 +62,6 @@ def check_environment(cfg: TrainConfig) -> None:
     if report_to != "none" and importlib.util.find_spec(report_to) is None:
         raise RvlError(f"--report-to {report_to}: not installed (pip install {report_to})")
     resolve_mixed_precision(cfg.settings.mixed_precision)
-
-
-def resolve_pad_token(tokenizer: Any, requested: str | None, preset: Preset | None) -> str:
-    """The pad token: ``--set-pad-token TOKEN``; else the tokenizer's own unless the bare flag
-    asks to replace it; else the preset's, unk, eos. Padding never carries a label (labels are
-    padded with -100), so even eos is safe."""
-    if requested:
-        if requested not in tokenizer.get_vocab():
-            raise RvlError(f"--set-pad-token {requested}: not a token of this tokenizer")
-        return requested
-    if requested is None and tokenizer.pad_token is not None:
-        return tokenizer.pad_token
-    for candidate in (preset.pad_token if preset else None, tokenizer.unk_token,
-                      tokenizer.eos_token):
-        if candidate is not None and candidate in tokenizer.get_vocab():
-            return candidate
-    raise RvlError("--set-pad-token: the tokenizer has no pad, unk or eos token; name one")
 
 
 def quantization_settings(trainable: str) -> Quantization | None:

@@ -51,7 +51,8 @@ def run_train(cfg: TrainConfig, log: Log | None = None) -> TrainResult:
     source = resolve_model(cfg.data.model)
     cfg = with_preset_defaults(cfg, source.preset)
     source.check_model_files()
-    from rvl_llm.train.model import check_environment, cpu_only, resolve_mixed_precision
+    from rvl_llm.inference.base_model import cpu_only
+    from rvl_llm.train.model import check_environment, resolve_mixed_precision
 
     check_environment(cfg)
     mixed_precision = resolve_mixed_precision(cfg.settings.mixed_precision)
@@ -101,16 +102,12 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     from transformers import set_seed
 
     from rvl_llm.compat import close_progress_bars
+    from rvl_llm.inference.base_model import resolve_pad_token
     from rvl_llm.pipeline.tokenize import load_tokenizer
     from rvl_llm.train.checkpoint import build_recipe, recipe_callback
     from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
     from rvl_llm.train.guards import finite_guard
-    from rvl_llm.train.model import (
-        load_model,
-        lora_targets,
-        quantization_settings,
-        resolve_pad_token,
-    )
+    from rvl_llm.train.model import load_model, lora_targets, quantization_settings
     from rvl_llm.train.trainer import RvlTrainer
 
     tokenizer = load_tokenizer(source.tokenizer_dir(),
@@ -219,7 +216,7 @@ def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
     from transformers import TrainingArguments
 
     from rvl_llm.compat import checkpointing_arguments
-    from rvl_llm.train.model import cpu_only
+    from rvl_llm.inference.base_model import cpu_only
 
     settings = cfg.settings
     return TrainingArguments(
