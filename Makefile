@@ -15,10 +15,11 @@ EPOCHS   ?= 4
 BATCH    ?= 8
 CHECKPOINT ?= log/$(NAME)/final
 OUT      ?= results
+UNLABELLED ?= sample/unlabelled
 TRAIN_FLAGS ?=
 export TOKENIZERS_PARALLELISM ?= true
 
-.PHONY: setup sample prepare train eval report demo test lint bench clean
+.PHONY: setup sample prepare train eval predict report demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +44,10 @@ train: sample
 eval: setup
 	$(RVL) eval --checkpoint $(CHECKPOINT) --max-len $(MAXLEN) --out-dir $(OUT)
 
+# Labels documents nobody labelled: JSON lines (id, label, probability, top_k) on stdout.
+predict: setup
+	$(RVL) predict --checkpoint $(CHECKPOINT) $(UNLABELLED)
+
 report: setup
 	$(RVL) report $(OUT)
 
@@ -50,6 +55,7 @@ demo: sample
 	$(MAKE) --no-print-directory prepare MAXLEN=$(TRAIN_MAXLEN)
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory eval
+	$(MAKE) --no-print-directory predict
 
 test: sample
 	$(BIN)/python -m pytest -q
@@ -61,6 +67,7 @@ lint: setup
 bench: sample
 	$(BIN)/python bench/bench_prepare.py
 	$(BIN)/python bench/bench_eval.py
+	$(BIN)/python bench/bench_predict.py
 
 clean:
 	rm -rf data_cache log results bench/out

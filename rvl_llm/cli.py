@@ -9,7 +9,9 @@ import click
 
 from rvl_llm import __version__
 from rvl_llm.evaluate.cli import eval_command, report_command
+from rvl_llm.export.cli import export_command
 from rvl_llm.pipeline.cli import cache_group, prepare_command
+from rvl_llm.predict.cli import predict_command
 from rvl_llm.train.cli import train_command
 
 
@@ -36,3 +38,5 @@ main.add_command(cache_group)
 main.add_command(train_command, "train")
 main.add_command(eval_command)
 main.add_command(report_command)
+main.add_command(predict_command)
+main.add_command(export_command)

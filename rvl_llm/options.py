@@ -24,13 +24,22 @@ def cli(*declarations: str, help: str = "", **click_kwargs: Any) -> dict[str, An
     return {CLI_KEY: (declarations, {"help": help, **click_kwargs})}
 
 
-def click_options(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """A decorator adding one click option per ``cli``-tagged field of ``cls`` (in field order)."""
+def click_options(cls: type, *, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                  optional: bool = False) -> Callable[[F], F]:
+    """A decorator adding one click option per ``cli``-tagged field of ``cls`` (in field order).
+
+    ``only`` keeps the named fields alone (a command borrowing a few settings of another
+    stage's config); ``optional`` turns a field without a default into an option that defaults
+    to None instead of a required one (the command decides when it is needed).
+    """
     hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(only or ()) - known)
+    assert not unknown, f"{cls.__name__} has no fields {unknown}"
     options = [
-        _option(f, hints[f.name])
+        _option(f, hints[f.name], optional)
         for f in fields(cls)
-        if CLI_KEY in f.metadata and f.name not in exclude
+        if CLI_KEY in f.metadata and f.name not in exclude and (only is None or f.name in only)
     ]
 
     def decorate(func: F) -> F:
@@ -49,12 +58,14 @@ def field_default(f: Field) -> Any:
     return MISSING
 
 
-def _option(f: Field, hint: Any) -> Callable[[F], F]:
+def _option(f: Field, hint: Any, optional: bool = False) -> Callable[[F], F]:
     declarations, given = f.metadata[CLI_KEY]
     kwargs: dict[str, Any] = dict(given)
     default = field_default(f)
     base = _without_none(hint)
-    if default is MISSING:
+    if default is MISSING and optional:
+        kwargs.setdefault("default", None)
+    elif default is MISSING:
         kwargs.setdefault("required", True)
     elif base is tuple or get_origin(base) is tuple:
         # A tuple of names is typed as "a,b,c" and split back into the tuple.

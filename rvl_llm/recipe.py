@@ -7,6 +7,10 @@ training settings (:class:`TrainSettings`, preset defaults filled in), plus what
 resume read it with :meth:`Recipe.read`, which checks every field, and derive their prepare
 settings with ``dataclasses.replace(recipe.data, ...)``; no stage rebuilds them field by field.
 
+A folder written by ``rvl-llm export`` carries a recipe too, with ``exported`` saying what it was
+made from; merged and full exports are recorded as full runs in the exported dtype, so they load
+like any full checkpoint.
+
 A recipe never grants permissions: ``trust_remote_code`` is read back as False, so a downloaded
 checkpoint cannot switch on its own code; only the flag of the command being run can.
 """
@@ -28,6 +32,9 @@ from rvl_llm.presets import TRAINABLE_MODES
 
 RECIPE_NAME = "recipe.json"
 RECIPE_VERSION = 2  # 2: typed, nested prepare and training settings
+# Fields added within version 2, written only when set: a recipe without them reads as before.
+LATER_FIELDS = ("exported",)
+EXPORT_DTYPES = ("bf16", "fp16", "fp32")
 SAVE_CHOICES = ("never", "end", "epoch")
 REPORT_TO = ("none", "wandb", "tensorboard")
 MIXED_PRECISION = ("fp16", "bf16", "auto")
@@ -116,6 +123,23 @@ class Quantization:
 
 
 @dataclass(frozen=True)
+class ExportInfo:
+    """What ``rvl-llm export`` made a folder from."""
+
+    source: Path  # the checkpoint folder exported, absolute
+    trainable: str  # what the run trained: classifier, lora, qlora or full
+    merged: bool  # an adapter merged into the base weights (False: the folder is the adapter)
+    dtype: str  # the weights' dtype: bf16, fp16 or fp32
+
+    def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE_MODES:
+            raise RvlError(f"exported.trainable {self.trainable}: choose from "
+                           f"{', '.join(TRAINABLE_MODES)}")
+        if self.dtype not in EXPORT_DTYPES:
+            raise RvlError(f"exported.dtype {self.dtype}: choose from {', '.join(EXPORT_DTYPES)}")
+
+
+@dataclass(frozen=True)
 class Recipe:
     run_name: str
     model: str  # what --model said: a preset, a folder or a hub id
@@ -131,6 +155,7 @@ class Recipe:
     command: str
     validation_accuracy: float | None = None  # of the weights in this folder
     best_validation_accuracy: float | None = None  # of the run so far
+    exported: ExportInfo | None = None  # set in a folder written by `rvl-llm export`
 
     def __post_init__(self) -> None:
         if not self.run_name or Path(self.run_name).name != self.run_name or self.run_name in (
@@ -158,7 +183,11 @@ class Recipe:
         return self.settings.trainable
 
     def to_json(self) -> dict[str, object]:
-        return {"recipe_version": RECIPE_VERSION, **to_json(self)}
+        data = to_json(self)
+        for name in LATER_FIELDS:
+            if data[name] is None:
+                del data[name]
+        return {"recipe_version": RECIPE_VERSION, **data}
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -183,6 +212,8 @@ class Recipe:
                            f"{RECIPE_VERSION}; evaluate it with the rvl-llm that trained it, "
                            "or train again")
         fields_only = {k: v for k, v in data.items() if k != "recipe_version"}
+        for name in LATER_FIELDS:
+            fields_only.setdefault(name, None)
         try:
             recipe = from_json(cls, fields_only)
         except SchemaError as err:

@@ -14,9 +14,13 @@ import pytest
 from rvl_llm.errors import RvlError
 from rvl_llm.evaluate.cli import eval_command
 from rvl_llm.evaluate.config import EvalConfig
+from rvl_llm.export.cli import export_command
+from rvl_llm.export.config import ExportConfig
 from rvl_llm.options import CLI_KEY, field_default
 from rvl_llm.pipeline.cli import prepare_command
 from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.predict.cli import predict_command
+from rvl_llm.predict.config import PredictConfig
 from rvl_llm.recipe import Quantization, Recipe, TrainSettings
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TrainConfig
@@ -98,6 +102,8 @@ def test_a_recipe_that_is_not_json_names_the_file(tmp_path: Path) -> None:
         (prepare_command, (PrepareConfig,)),
         (train_command, (PrepareConfig, TrainSettings, TrainConfig)),
         (eval_command, (EvalConfig,)),
+        (predict_command, (PredictConfig,)),
+        (export_command, (ExportConfig,)),
     ],
 )
 def test_every_option_default_is_the_field_default(command: click.Command,

@@ -9,18 +9,27 @@ from pathlib import Path
 
 import click
 
-from rvl_llm.evaluate.config import EvalConfig
+from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS, EvalConfig
 from rvl_llm.options import click_options
+from rvl_llm.pipeline.config import PrepareConfig
 
 
 @click.command("eval")
 @click_options(EvalConfig)
+@click_options(PrepareConfig, only=ZERO_SHOT_FIELDS, optional=True)
 def eval_command(**flags: object) -> None:
-    """Evaluate a trained checkpoint on a split; settings come from its recipe.json."""
+    """Evaluate a trained checkpoint on a split; settings come from its recipe.json.
+
+    Without -c, `-m MODEL -g -d DATA` evaluates the untrained model (a zero-shot baseline) with
+    the same prompt and scoring; the prompt options are prepare's.
+    """
     from rvl_llm.evaluate.outputs import summary_table
     from rvl_llm.evaluate.run import run_eval
 
-    result = run_eval(EvalConfig(**flags), log=lambda msg: click.echo(msg, err=True))  # type: ignore[arg-type]
+    cfg = EvalConfig.from_flags(**flags)
+    result = run_eval(cfg, log=lambda msg: click.echo(msg, err=True))
+    if result is None:  # another process of a launch: the main one prints
+        return
     click.echo(summary_table(result.record))
     click.echo(f"confusion matrix: {result.folder / 'confusion_matrix.png'}")
     click.echo(str(result.folder))

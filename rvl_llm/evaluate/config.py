@@ -2,35 +2,51 @@
 
 Only what can differ from training lives here; the rest (model, labels, template, prefixes,
 mode) comes from the run's ``recipe.json``, so an eval cannot silently disagree with its training.
+
+Without a checkpoint, an eval is a zero-shot baseline of the untrained model: the prompt settings
+a recipe would hold are then prepare's own (:class:`PrepareConfig`, nested as ``zero_shot``, its
+defaults written once in its fields and offered as the same options).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rvl_llm.errors import RvlError
 from rvl_llm.inference import DECODES
-from rvl_llm.options import cli
+from rvl_llm.options import CLI_KEY, cli, field_default
+from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
 from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_OUT_NAME = "eval"  # default output folder: CHECKPOINT/eval/
+ZERO_SHOT_OUT_DIR = Path("results")  # default output folder of a zero-shot eval (no -c)
+# The prompt settings of a zero-shot eval: PrepareConfig's fields (and options) of these names.
+# With -c the checkpoint's recipe names them all.
+ZERO_SHOT_FIELDS = ("model", "generative", "response_template", "labels_file", "prefix_train",
+                    "prefix_validation", "prefix_test", "suffix")
+NO_HEAD = ("-m/--model without -g/--generative: a classifier's head would be untrained "
+           "(random); pass -g for a zero-shot baseline or -c for a trained classifier")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    checkpoint: Path = field(metadata=cli(
+    checkpoint: Path | None = field(default=None, metadata=cli(
         "-c", "--checkpoint",
-        help="A run's final/ or checkpoint-N/ folder (or the run folder: its final/)."))
+        help="A run's final/ or checkpoint-N/ folder (or the run folder: its final/). "
+             "Without it: a zero-shot baseline of -m MODEL -g on -d DATA."))
     data_dir: Path | None = field(default=None, metadata=cli(
-        "-d", "--data", help="Folder of OCR JSON files [the recipe's]."))
+        "-d", "--data", help="Folder of OCR JSON files [the recipe's; needed without -c]."))
     max_len: int | None = field(default=None, metadata=cli(
-        "--max-len", help="Tokens per document row [the max-len the run trained with]."))
+        "--max-len", help="Tokens per document row [the max-len the run trained with; "
+                          "prepare's default without -c]."))
     out_dir: Path | None = field(default=None, metadata=cli(
         "-o", "--out-dir",
-        help="Outputs go to OUT_DIR/<max-len>-max-len/<eval>/ [CHECKPOINT/eval]."))
+        help=f"Outputs go to OUT_DIR/<max-len>-max-len/<eval>/ [CHECKPOINT/{DEFAULT_OUT_NAME}; "
+             f"{ZERO_SHOT_OUT_DIR} without -c]."))
     batch_size: int = field(default=8, metadata=cli(
         "-b", "--batch-size", help="Documents per forward pass."))
     split: str = field(default="test", metadata=cli("--split", type=click.Choice(SPLITS)))
@@ -38,7 +54,8 @@ class EvalConfig:
         "--decode", type=click.Choice(DECODES),
         help="Generative runs: score every class name, or generate greedily (old eval)."))
     cache_dir: Path | None = field(default=None, metadata=cli(
-        "--cache-dir", help="Prepared-shard cache [the recipe's]."))
+        "--cache-dir",
+        help=f"Prepared-shard cache [the recipe's; {DEFAULT_CACHE_DIR} without -c]."))
     class_chunk: int | None = field(default=None, metadata=cli(
         "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
     skip_bad_files: bool = field(default=False, metadata=cli(
@@ -48,8 +65,18 @@ class EvalConfig:
         help="Allow the model's own code (never taken from the checkpoint's recipe)."))
     progress: bool | None = field(default=None, metadata=cli(
         "--progress/--no-progress", help="Progress bar [on a terminal]."))
+    # Without a checkpoint: the untrained model and its prompt, prepared for this one split.
+    zero_shot: PrepareConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.checkpoint is None and self.zero_shot is None:
+            raise RvlError("-c/--checkpoint: needed, or -m MODEL -g -d DATA for a zero-shot "
+                           "baseline of the untrained model")
+        if self.checkpoint is not None and self.zero_shot is not None:
+            raise RvlError("-c/--checkpoint: the checkpoint's recipe names the model and prompt; "
+                           "a zero-shot eval takes none")
+        if self.zero_shot is not None and not self.zero_shot.generative:
+            raise RvlError(NO_HEAD)
         if self.split not in SPLITS:
             raise RvlError(f"--split {self.split}: choose from {', '.join(SPLITS)}")
         if self.decode not in DECODES:
@@ -61,6 +88,59 @@ class EvalConfig:
         if self.class_chunk is not None and self.class_chunk < 1:
             raise RvlError(f"--class-chunk {self.class_chunk}: must be a positive whole number")
 
+    @classmethod
+    def from_flags(cls, **flags: Any) -> EvalConfig:
+        """The config from the eval command's flat flags: its own, and the zero-shot prompt
+        settings (``ZERO_SHOT_FIELDS``, None or their PrepareConfig default when not given)."""
+        own = {f.name for f in fields(cls)} - {"zero_shot"}
+        unknown = set(flags) - own - set(ZERO_SHOT_FIELDS)
+        if unknown:
+            raise TypeError(f"EvalConfig.from_flags: unknown settings {sorted(unknown)}")
+        prompt = {k: v for k, v in flags.items() if k in ZERO_SHOT_FIELDS}
+        settings = {k: v for k, v in flags.items() if k in own}
+        if settings.get("checkpoint") is not None:
+            given = [f for f in fields(PrepareConfig)
+                     if f.name in prompt and prompt[f.name] != _unset(f)]
+            if given:
+                raise RvlError(f"{long_flag(given[0])}: not with -c/--checkpoint (the "
+                               "checkpoint's recipe names the model and prompt); drop it, or "
+                               "drop -c for a zero-shot eval")
+            return cls(**settings)
+        if prompt.get("model") is None:
+            raise RvlError("-m/--model: needed without -c/--checkpoint (pass -c CHECKPOINT for "
+                           "a trained run, or -m MODEL -g -d DATA for a zero-shot baseline)")
+        if not prompt.get("generative"):
+            raise RvlError(NO_HEAD)
+        if settings.get("data_dir") is None:
+            raise RvlError("-d/--data: needed without -c/--checkpoint (no recipe names the data "
+                           "folder of a zero-shot eval)")
+        given = {k: v for k, v in prompt.items() if v is not None}
+        for name in ("data_dir", "max_len", "cache_dir"):  # unset: PrepareConfig's default
+            if settings.get(name) is not None:
+                given[name] = settings[name]
+        data = PrepareConfig(
+            **given, splits=(settings.get("split", cls.split),),
+            skip_bad_files=bool(settings.get("skip_bad_files")),
+            trust_remote_code=bool(settings.get("trust_remote_code")),
+            progress=settings.get("progress"))
+        return cls(**settings, zero_shot=data)
+
     @property
     def resolved_out_dir(self) -> Path:
-        return self.out_dir if self.out_dir is not None else self.checkpoint / DEFAULT_OUT_NAME
+        if self.out_dir is not None:
+            return self.out_dir
+        if self.checkpoint is None:
+            return ZERO_SHOT_OUT_DIR
+        return self.checkpoint / DEFAULT_OUT_NAME
+
+
+def _unset(f: Any) -> Any:
+    """What a PrepareConfig option of the eval command holds when not given."""
+    default = field_default(f)
+    return None if default is MISSING else default
+
+
+def long_flag(f: Any) -> str:
+    """A field's options as the help shows them (``-m/--model``), else its name."""
+    declarations = f.metadata.get(CLI_KEY, ((),))[0]
+    return "/".join(declarations) or f.name

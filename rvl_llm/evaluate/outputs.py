@@ -129,6 +129,8 @@ def summary_table(record: dict[str, Any], worst: int = 3) -> str:
         f"  {'accuracy':<24}{record['accuracy']:.4f}",
         f"  {'macro-F1':<24}{record['macro_f1']:.4f}",
     ]
+    if record.get("zero_shot"):  # records written before zero-shot evals lack the mark
+        lines[0] += f"  zero-shot {record['model']} (untrained)"
     if "macro_classes" in record:  # records written before the count existed lack it
         lines[-1] += f"  (over {record['macro_classes']} of {len(record['per_class'])} classes)"
     # A class with no documents has F1 0 by convention, not because the model failed on it;

@@ -1,7 +1,8 @@
 """``rvl-llm report OUT_DIR``: every eval under OUT_DIR in one table and one plot.
 
 Reads ``OUT_DIR/*-max-len/*/metrics.json`` and writes ``report.md``, ``report.csv`` and
-``accuracy_vs_max_len.png`` (one line per run) into OUT_DIR; returns the markdown table.
+``accuracy_vs_max_len.png`` (one line per run; zero-shot baselines dashed) into OUT_DIR; returns
+the markdown table. The ``kind`` column tells a zero-shot baseline from the trained runs beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from rvl_llm.evaluate.outputs import METRICS_NAME
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 REPORT_PNG = "accuracy_vs_max_len.png"
-COLUMNS = ("run", "max_len", "accuracy", "macro_f1", "n")
+COLUMNS = ("run", "max_len", "accuracy", "macro_f1", "n", "kind")
+ZERO_SHOT = "zero-shot"  # the kind of an eval of the untrained model
+TRAINED = "trained"  # the kind of a trained eval whose record names no trainable mode
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Row:
     accuracy: float
     macro_f1: float
     n: int
+    kind: str  # "zero-shot", or the trainable mode of the run (full, lora, qlora, classifier)
 
 
 def collect(out_dir: Path) -> list[Row]:
@@ -38,16 +42,28 @@ def collect(out_dir: Path) -> list[Row]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             rows.append(Row(str(record["name"]), int(record["max_len"]),
-                            float(record["accuracy"]), float(record["macro_f1"]), int(record["n"])))
+                            float(record["accuracy"]), float(record["macro_f1"]), int(record["n"]),
+                            kind(record)))
         except (OSError, ValueError, KeyError, TypeError) as err:
             problem = f"{type(err).__name__}: {err}"
             raise RvlError(f"{path}: not an eval's metrics.json ({problem})") from err
     return sorted(rows, key=lambda r: (r.run, r.max_len))
 
 
+def kind(record: dict) -> str:
+    """"zero-shot" or the run's trainable mode; records written before zero-shot evals existed
+    are trained evals (``zero_shot`` absent), and older ones may name no mode."""
+    if record.get("zero_shot"):
+        return ZERO_SHOT
+    recipe = record.get("recipe")
+    mode = recipe.get("trainable") if isinstance(recipe, dict) else None
+    return str(mode) if mode else TRAINED
+
+
 def markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 4) + "|"]
-    lines += [f"| {r.run} | {r.max_len} | {r.accuracy:.4f} | {r.macro_f1:.4f} | {r.n} |"
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join(["---"] + ["---:"] * 4 + ["---"]) + "|"]
+    lines += [f"| {r.run} | {r.max_len} | {r.accuracy:.4f} | {r.macro_f1:.4f} | {r.n} | {r.kind} |"
               for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -56,7 +72,7 @@ def to_csv(rows: list[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows([r.run, r.max_len, f"{r.accuracy:.6f}", f"{r.macro_f1:.6f}", r.n]
+    writer.writerows([r.run, r.max_len, f"{r.accuracy:.6f}", f"{r.macro_f1:.6f}", r.n, r.kind]
                      for r in rows)
     return buffer.getvalue()
 
@@ -70,7 +86,8 @@ def plot(rows: list[Row], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in sorted({r.run for r in rows}):
         points = [r for r in rows if r.run == run]
-        ax.plot([r.max_len for r in points], [r.accuracy for r in points], marker="o", label=run)
+        ax.plot([r.max_len for r in points], [r.accuracy for r in points], marker="o", label=run,
+                linestyle="--" if points[0].kind == ZERO_SHOT else "-")
     lengths = sorted({r.max_len for r in rows})
     ax.set_xscale("log", base=2)  # max-lens grow in doublings (256, 512, 1024, ...)
     ax.set_xticks(lengths, [str(n) for n in lengths])

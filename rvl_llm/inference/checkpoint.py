@@ -4,7 +4,8 @@ model back.
 A run folder ``log/NAME/`` holds ``recipe.json``, the Trainer's ``checkpoint-N/`` folders and
 ``final/``. Each weights folder holds the tokenizer (with its pad token), the weights (adapter,
 full model or, in head-only classifier mode, the head alone) and its ``recipe.json``, which says
-how to rebuild the model around the weights.
+how to rebuild the model around the weights. A folder written by ``rvl-llm export`` is one too:
+merged and full exports are full weights, an unmerged export is the adapter.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ CHECKPOINT_PREFIX = "checkpoint-"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
+MODEL_INDEX = "model.safetensors.index.json"  # a model saved in shards (large exports)
 
 
 @dataclass
@@ -40,7 +42,8 @@ def weights_folder(checkpoint: Path, option: str = "-c") -> Path:
     final = checkpoint / FINAL_DIR
     if (final / RECIPE_NAME).is_file():
         return final
-    has_weights = any((checkpoint / name).is_file() for name in (MODEL_WEIGHTS, ADAPTER_CONFIG))
+    has_weights = any((checkpoint / name).is_file()
+                      for name in (MODEL_WEIGHTS, MODEL_INDEX, ADAPTER_CONFIG))
     checkpoints = sorted(
         (p for p in checkpoint.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()),
         key=lambda p: _step(p.name),

@@ -11,7 +11,7 @@ every result is put back in dataset order, so doc ids, labels and predictions al
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import torch
 
 INVALID = -1  # predicted class of a generation that is not a class name
+# Row indices of one batch -> their prompts (read from shards, or taken from a list)
+PromptsOf = Callable[[np.ndarray], list[list[int]]]
 
 
 class NonFiniteScores(RvlError):
@@ -63,9 +65,6 @@ def predict(
     ``class_chunk`` bounds how many classes share one completion forward (memory: the prompt
     cache is repeated that many times); None scores all classes at once.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if decode not in DECODES:
         raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
     generative = template.mode == "generative"
@@ -73,37 +72,107 @@ def predict(
         raise ValueError('decode="generate" needs the tokenizer and the label names')
     columns = dataset.select_columns(["prompt_len", "label", "doc_id"]).with_format("numpy")[:]
     lengths = np.asarray(columns["prompt_len"], dtype=np.int64)
-    n = len(lengths)
     true = np.asarray(columns["label"], dtype=np.int64)
     doc_ids = [str(d) for d in columns["doc_id"]]
-    n_classes = len(template.completions) if generative else _num_labels(model)
-
-    scores = None if generative and decode == "generate" else np.zeros((n, n_classes), np.float32)
-    generated: list[str] | None = [""] * n if scores is None else None
     ids_only = dataset.select_columns(["input_ids"])
-    device = model.get_input_embeddings().weight.device
-    was_training = model.training
-    model.eval()
-    bar = tqdm(total=n, desc="eval", unit="doc", disable=None if progress is None else not progress)
-    try:
-        with torch.inference_mode():
-            for batch in _length_batches(lengths, batch_size):
-                rows = ids_only[batch.tolist()]["input_ids"]
-                prompts = [list(r[:k]) for r, k in zip(rows, lengths[batch], strict=True)]
-                if not generative:
-                    scores[batch] = _classify(model, prompts, pad_token_id, device)
-                elif decode == "score":
-                    scores[batch] = _score(model, prompts, template, pad_token_id, device,
-                                           class_chunk)
-                else:
-                    texts = _generate(model, prompts, template, pad_token_id, device, tokenizer)
-                    for i, text in zip(batch, texts, strict=True):
-                        generated[i] = text
-                bar.update(len(batch))
-    finally:
-        bar.close()
-        model.train(was_training)
-    return _finish(doc_ids, true, scores, generated, labels)
+
+    def prompts_of(batch: np.ndarray) -> list[list[int]]:  # rows read a batch at a time
+        rows = ids_only[batch.tolist()]["input_ids"]
+        return [list(r[:k]) for r, k in zip(rows, lengths[batch], strict=True)]
+
+    run = _Run(model, template, pad_token_id, batch_size, class_chunk)
+    if generative and decode == "generate":
+        generated = run.generate(lengths, prompts_of, tokenizer, progress)
+        return _finish(doc_ids, true, None, generated, labels)
+    return _finish(doc_ids, true, run.scores(lengths, prompts_of, progress), None, labels)
+
+
+def score_prompts(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    template: TemplateIds,
+    *,
+    pad_token_id: int,
+    batch_size: int = 8,
+    class_chunk: int | None = None,
+    progress: bool | None = False,
+) -> np.ndarray:
+    """[n, C] natural-log class scores of prompts built by the pipeline (``Row.input_ids`` of
+    unlabelled rows), in the given order: what ``predict`` computes for a prepared split."""
+    lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+    run = _Run(model, template, pad_token_id, batch_size, class_chunk)
+    return run.scores(lengths, lambda batch: [list(prompts[i]) for i in batch], progress)
+
+
+def class_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the classes only (in score mode the model's mass outside the class names is
+    dropped, which is what choosing among the classes means). NaN or inf scores are refused:
+    argmax over NaN picks class 0, an answer that means nothing."""
+    bad = int((~np.isfinite(scores)).any(axis=1).sum())
+    if bad:
+        raise NonFiniteScores(
+            f"the class scores of {bad} of {len(scores)} documents are not finite: the "
+            "model's weights hold NaN or inf (a diverged run?)"
+        )
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One pass of a model over rows in length-sorted batches; results in the rows' order."""
+
+    model: Any
+    template: TemplateIds
+    pad_token_id: int
+    batch_size: int
+    class_chunk: int | None
+
+    def scores(self, lengths: np.ndarray, prompts_of: PromptsOf,
+               progress: bool | None) -> np.ndarray:
+        generative = self.template.mode == "generative"
+        n_classes = len(self.template.completions) if generative else _num_labels(self.model)
+        scores = np.zeros((len(lengths), n_classes), np.float32)
+        for batch, prompts, device in self._batches(lengths, prompts_of, progress):
+            if generative:
+                scores[batch] = _score(self.model, prompts, self.template, self.pad_token_id,
+                                       device, self.class_chunk)
+            else:
+                scores[batch] = _classify(self.model, prompts, self.pad_token_id, device)
+        return scores
+
+    def generate(self, lengths: np.ndarray, prompts_of: PromptsOf, tokenizer: Any,
+                 progress: bool | None) -> list[str]:
+        generated = [""] * len(lengths)
+        for batch, prompts, device in self._batches(lengths, prompts_of, progress):
+            texts = _generate(self.model, prompts, self.template, self.pad_token_id, device,
+                              tokenizer)
+            for i, text in zip(batch, texts, strict=True):
+                generated[i] = text
+        return generated
+
+    def _batches(self, lengths: np.ndarray, prompts_of: PromptsOf,
+                 progress: bool | None) -> Iterator[tuple[np.ndarray, list[list[int]], Any]]:
+        """(row indices, their prompts, the model's device) per batch, under inference mode."""
+        import torch
+        from tqdm.auto import tqdm
+
+        model = self.model
+        device = model.get_input_embeddings().weight.device
+        was_training = model.training
+        model.eval()
+        disable = None if progress is None else not progress
+        bar = tqdm(total=len(lengths), desc="eval", unit="doc", disable=disable)
+        try:
+            # Inference mode is thread state: it holds for the caller's forward passes too,
+            # while this generator is suspended at its yield.
+            with torch.inference_mode():
+                for batch in _length_batches(lengths, self.batch_size):
+                    yield batch, prompts_of(batch), device
+                    bar.update(len(batch))
+        finally:
+            bar.close()
+            model.train(was_training)
 
 
 def _finish(
@@ -114,16 +183,7 @@ def _finish(
     labels: Sequence[str] | None,
 ) -> Predictions:
     if scores is not None:
-        bad = int((~np.isfinite(scores)).any(axis=1).sum())
-        if bad:  # argmax over NaN picks class 0: an accuracy that means nothing
-            raise NonFiniteScores(
-                f"the class scores of {bad} of {len(scores)} documents are not finite: the "
-                "model's weights hold NaN or inf (a diverged run?)"
-            )
-        # Softmax over the classes only: in score mode the model's mass outside the class names
-        # is dropped, which is what choosing among the classes means.
-        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        probs = class_probabilities(scores)
         predicted = scores.argmax(axis=1).astype(np.int64)
         return Predictions(doc_ids, true, predicted, probs, None, 0, scores)
     assert generated is not None and labels is not None

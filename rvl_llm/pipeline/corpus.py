@@ -6,6 +6,7 @@ before the suffix. Files are listed in sorted order so shards and row order are 
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -98,12 +99,7 @@ def read_document(source: SourceFile) -> Document:
         raw = path.read_bytes()
     except OSError as err:
         raise BadFile(path, f"cannot read ({err.strerror})") from err
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark is valid UTF-8, not a JSON error
-        replaced = False
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        replaced = True
+    text, replaced = decode_text(raw)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -117,10 +113,21 @@ def read_document(source: SourceFile) -> Document:
     return Document(str(doc_id), ocr, source.label, replaced)
 
 
-def json_problem(err: json.JSONDecodeError) -> str:
+def decode_text(raw: bytes) -> tuple[str, bool]:
+    """The text of a file's bytes, and whether some were not UTF-8 and were replaced (U+FFFD):
+    OCR output holds such bytes, and one bad byte should not cost a document. A byte-order mark
+    is valid UTF-8, not part of the text (json.loads would refuse it)."""
+    try:
+        return raw.decode("utf-8-sig"), False
+    except UnicodeDecodeError:
+        return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace"), True
+
+
+def json_problem(err: json.JSONDecodeError, *, line: bool = True) -> str:
     """The parser's complaint and where: some of its messages end in "at" ("Unterminated string
-    starting at"), which would read "at at" followed by our own "at line"."""
-    where = f"line {err.lineno} column {err.colno}"
+    starting at"), which would read "at at" followed by our own "at line". ``line=False`` for
+    one line of a JSON-lines file, whose line number the caller names (the parser's is 1)."""
+    where = f"line {err.lineno} column {err.colno}" if line else f"column {err.colno}"
     if err.msg.endswith(" at"):
         return f"{err.msg} {where}"
     return f"{err.msg}, {where}"

@@ -225,23 +225,10 @@ def _build(
     notes: list[str],
     say: Log,
 ) -> Manifest:
-    from rvl_llm.pipeline.tokenize import (
-        backend_from_json,
-        batch_encoder,
-        build_template,
-        load_tokenizer,
-    )
+    from rvl_llm.pipeline.rows import load_row_builder
 
-    tokenizer = load_tokenizer(inputs.tokenizer_dir, trust_remote_code=cfg.trust_remote_code)
-    encode = batch_encoder(backend_from_json(tokenizer.backend_tokenizer.to_str()))
-    template = build_template(
-        tokenizer,
-        encode,
-        generative=cfg.generative,
-        response_template=cfg.response_template,
-        labels=inputs.labels,
-        max_len=cfg.max_len,
-    )
+    builder = load_row_builder(replace(cfg, labels=inputs.labels), inputs.tokenizer_dir)
+    encode, template = builder.encode, builder.template
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})
     for split in todo:

@@ -16,7 +16,7 @@ from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 @dataclass(frozen=True)
 class Row:
     input_ids: list[int]
-    labels: list[int] | None  # generative only: IGNORE_INDEX outside the completion
+    labels: list[int] | None  # generative, labelled: IGNORE_INDEX outside the completion
     prompt_len: int
     truncated: bool
 
@@ -64,15 +64,16 @@ def make_template(
     )
 
 
-def build_row(document: Sequence[int], label: int, template: TemplateIds) -> Row:
+def build_row(document: Sequence[int], label: int | None, template: TemplateIds) -> Row:
     """One row: the document cut to the budget, never the directive or the completion.
 
     ``document`` may be longer than the budget (the tokeniser keeps a few spare tokens so it can
-    tell a cut from a fit); ``truncated`` says whether anything was dropped.
+    tell a cut from a fit); ``truncated`` says whether anything was dropped. Without a label (a
+    document to predict) the row is the prompt alone, the same prompt a labelled row starts with.
     """
     truncated = len(document) > template.document_budget
     prompt = template.prompt(document)
-    if template.mode != "generative":
+    if template.mode != "generative" or label is None:
         return Row(prompt, None, len(prompt), truncated)
     completion = template.completions[label]
     input_ids = prompt + list(completion)

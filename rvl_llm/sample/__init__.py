@@ -4,6 +4,7 @@
 
 * ``sample/data/``: a synthetic RVL-CDIP-like OCR corpus (:mod:`rvl_llm.sample.corpus`),
   768/128/128 documents in train/validation/test;
+* ``sample/unlabelled/``: a few documents with no label, to try ``rvl-llm predict`` on;
 * ``sample/models/tiny-mistral`` and ``sample/models/tiny-llama3``: tiny random models with the
   real Mistral-7B-v0.1 and Llama 3 tokenizers (:mod:`rvl_llm.sample.models`).
 

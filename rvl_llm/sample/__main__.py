@@ -16,6 +16,7 @@ def _describe(root: Path) -> None:
     documents = stamp.get("documents", {})
     listed = ", ".join(f"{split} {count}" for split, count in documents.items())
     print(f"  {root / 'data'}: {sum(documents.values())} documents ({listed})")
+    print(f"  {root / 'unlabelled'}: {stamp.get('unlabelled', 0)} documents to label")
     for name in (MISTRAL_DIR, LLAMA3_DIR):
         folder = root / "models" / name
         print(f"  {folder}: {folder_size(folder) / 1e6:.1f} MB")

@@ -1905,3 +1905,25 @@ def write_corpus(
             path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         counts[split] = len(docs)
     return counts
+
+
+UNLABELLED_PER_KIND = 4  # documents of each input kind `rvl-llm predict` reads
+
+
+def write_unlabelled(out_dir: Path, *, seed: int = 0) -> int:
+    """Documents to label with ``rvl-llm predict``, one input kind each: OCR JSON files named
+    with no split or label (``scan-01.json``), a ``.txt`` file, and a ``.jsonl`` file with ids.
+    Their classes cycle through the label set; none of them is in the labelled corpus."""
+    rng = random.Random(f"rvl-llm-sample/{seed}/unlabelled")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = [generate_document(rng, i % NUM_CLASSES) for i in range(2 * UNLABELLED_PER_KIND + 1)]
+    for i, text in enumerate(texts[:UNLABELLED_PER_KIND], start=1):
+        record = {"id": f"scan-{i:02d}", "ocr": text}
+        (out_dir / f"scan-{i:02d}.json").write_text(json.dumps(record, ensure_ascii=False),
+                                                   encoding="utf-8")
+    (out_dir / "fax.txt").write_text(texts[UNLABELLED_PER_KIND], encoding="utf-8")
+    lines = [json.dumps({"id": f"batch-{i:02d}", "text": text}, ensure_ascii=False)
+             for i, text in enumerate(texts[UNLABELLED_PER_KIND + 1 :], start=1)]
+    (out_dir / "batch.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(texts)

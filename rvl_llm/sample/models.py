@@ -27,9 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.sample.corpus import write_corpus
+from rvl_llm.sample.corpus import write_corpus, write_unlabelled
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: unlabelled/, documents for `rvl-llm predict`
 STAMP_NAME = ".complete"
 MISTRAL_DIR = "tiny-mistral"
 LLAMA3_DIR = "tiny-llama3"
@@ -339,7 +339,7 @@ def sample_is_complete(root: Path) -> bool:
     return stamp is not None and stamp.get("format") == FORMAT_VERSION
 
 
-_OWN_ENTRIES = frozenset({"data", "models", STAMP_NAME})
+_OWN_ENTRIES = frozenset({"data", "unlabelled", "models", STAMP_NAME})
 
 
 def _replaceable(root: Path) -> bool:
@@ -369,12 +369,14 @@ def build_sample(root: Path, *, force: bool = False) -> None:
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the world is an ordinary folder
     try:
         counts = write_corpus(tmp / "data", seed=SEED)
+        unlabelled = write_unlabelled(tmp / "unlabelled", seed=SEED)
         build_tiny_mistral(tmp / "models" / MISTRAL_DIR)
         build_tiny_llama3(tmp / "models" / LLAMA3_DIR)
         stamp = {
             "format": FORMAT_VERSION,
             "seed": SEED,
             "documents": counts,
+            "unlabelled": unlabelled,
             "models": [MISTRAL_DIR, LLAMA3_DIR],
             "build_seconds": round(time.monotonic() - started, 1),
         }

@@ -1,0 +1,283 @@
+"""``run_export``: a trained checkpoint -> a standalone Hugging Face model folder.
+
+Read top to bottom: the checkpoint, its recipe and the target folder are checked before anything
+heavy; the model is rebuilt as eval loads it (a QLoRA base dequantised first when merging, so the
+merged weights are the ones the adapter was trained against), merged or not, cast to the export
+dtype and saved into a staging folder beside the target with the tokenizer, a model card and the
+recipe (last); the staging folder then takes the target's place. A failed export leaves nothing
+behind. The folder is itself a checkpoint: eval, predict and ``Classifier.from_checkpoint`` read
+its recipe, which records merged and full exports as full weights in the exported dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rvl_llm.atomic import TEMP_PREFIX, replace_dir, write_text_atomic
+from rvl_llm.errors import RvlError
+from rvl_llm.export.config import ExportConfig
+from rvl_llm.inference.checkpoint import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    check_weights,
+    weights_folder,
+)
+from rvl_llm.recipe import RECIPE_NAME, ExportInfo, Recipe
+
+Log = Callable[[str], None]
+CARD_NAME = "README.md"
+EVAL_DIR = "eval"  # eval's default output folder inside a checkpoint
+MODEL_CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path  # the exported model folder (-o)
+    recipe: Recipe  # as written into it
+    merged: bool  # an adapter was merged into the base weights
+    dtype: str  # of the weights: bf16, fp16 or fp32 (an unmerged adapter: what it runs in)
+    files: tuple[str, ...]  # names in the folder
+
+
+def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
+    say = log or (lambda _msg: None)
+    checkpoint = weights_folder(cfg.checkpoint, "-c")
+    recipe = Recipe.read(checkpoint)
+    check_weights(checkpoint)  # damaged files are named before anything is written
+    target = check_target(cfg, checkpoint)
+    adapter = recipe.trainable in ("lora", "qlora")
+    merge = cfg.merge and adapter
+    if cfg.merge and not adapter:
+        say(f"export: --merge: the run trained {recipe.trainable}, there is no adapter to "
+            "merge; exporting its full model")
+    if adapter and not merge:
+        _check_adapter_files(checkpoint, cfg)
+    dtype = cfg.dtype or ran_in(recipe)
+    exported = exported_recipe(recipe, checkpoint, merged=merge, dtype=dtype,
+                               adapter_only=adapter and not merge)
+    from rvl_llm.export.card import model_card
+
+    card = model_card(exported, eval_metrics(checkpoint, recipe))
+
+    with _staging(target) as staging:
+        if adapter and not merge:
+            say(f"export: the {recipe.trainable} adapter of {checkpoint} (base "
+                f"{recipe.model_location})")
+            model, tokenizer = None, _tokenizer(checkpoint, recipe, cfg.trust_remote_code)
+        else:
+            say(f"export: loading {checkpoint}" + (" and merging its adapter" if merge else ""))
+            model, tokenizer = _full_model(checkpoint, recipe, merge, dtype,
+                                           cfg.trust_remote_code)
+        try:
+            if model is None:
+                _write_adapter(checkpoint, recipe, staging)
+            else:
+                model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            write_text_atomic(staging / CARD_NAME, card)
+            exported.write(staging)  # last: a folder with a recipe is complete
+            replace_dir(staging, target.resolve())  # an earlier export goes only now
+        except OSError as err:  # a full disk, say: one line, and nothing half-written stays
+            raise RvlError(f"-o {target}: cannot write the export ({err.strerror or err}); "
+                           "nothing was kept") from err
+    say(f"export: {dtype} {'merged ' if merge else ''}model written to {target}")
+    return ExportResult(target, exported, merge, dtype,
+                        tuple(sorted(p.name for p in target.iterdir())))
+
+
+def check_target(cfg: ExportConfig, checkpoint: Path) -> Path:
+    """-o, refused before anything is loaded: the checkpoint or a folder holding it, a file,
+    or a folder with files in it (unless --overwrite and it holds an earlier export)."""
+    target = cfg.out_dir
+    resolved, source = target.resolve(), checkpoint.resolve()
+    if source == resolved or source.is_relative_to(resolved):
+        raise RvlError(f"-o {target}: holds the checkpoint being exported ({checkpoint}); "
+                       "choose a folder outside it")
+    if target.exists() and not target.is_dir():
+        raise RvlError(f"-o {target}: exists and is not a folder; choose another")
+    if target.is_dir() and any(target.iterdir()):
+        if not cfg.overwrite:
+            raise RvlError(f"-o {target}: exists and is not empty; choose another folder, or "
+                           "--overwrite to replace an earlier export")
+        if not is_export(target):
+            raise RvlError(f"-o {target}: not an earlier export (recipe.json of `rvl-llm "
+                           "export` beside config.json or adapter_config.json); --overwrite "
+                           "replaces only those, so nothing was changed")
+    return target
+
+
+def is_export(folder: Path) -> bool:
+    """A folder ``rvl-llm export`` wrote: its recipe says so, and it has model files."""
+    try:
+        recipe = json.loads((folder / RECIPE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    has_model = any((folder / name).is_file() for name in (MODEL_CONFIG, ADAPTER_CONFIG))
+    return isinstance(recipe, dict) and isinstance(recipe.get("exported"), dict) and has_model
+
+
+def ran_in(recipe: Recipe) -> str:
+    """The dtype the checkpoint's weights run in when eval loads them."""
+    if recipe.quantization is not None:
+        return recipe.quantization.compute_dtype
+    return recipe.mixed_precision or "fp32"
+
+
+def exported_recipe(recipe: Recipe, checkpoint: Path, *, merged: bool, dtype: str,
+                    adapter_only: bool) -> Recipe:
+    """The recipe of the export. An adapter keeps its recipe (it loads on its base as before);
+    merged and full weights are recorded as a full run in ``dtype``, so load_checkpoint loads
+    the folder's own weights."""
+    earlier = recipe.exported  # exporting an export: keep what was trained
+    info = ExportInfo(source=checkpoint.resolve(),
+                      trainable=earlier.trainable if earlier else recipe.trainable,
+                      merged=merged or bool(earlier and earlier.merged), dtype=dtype)
+    if adapter_only:
+        return replace(recipe, exported=info)
+    return replace(recipe, settings=replace(recipe.settings, trainable="full"),
+                   quantization=None, mixed_precision=None if dtype == "fp32" else dtype,
+                   exported=info)
+
+
+def eval_metrics(checkpoint: Path, recipe: Recipe) -> list[dict[str, Any]]:
+    """What eval wrote in its default place (CHECKPOINT/eval/<max-len>-max-len/<eval>/
+    metrics.json) for the test split, scored: the newest per max-len, training max-len first."""
+    newest: dict[int, tuple[float, dict[str, Any]]] = {}
+    for path in (checkpoint / EVAL_DIR).glob("*-max-len/*/metrics.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            mtime = path.stat().st_mtime
+        except (OSError, ValueError):
+            continue  # not ours to judge: the card just leaves it out
+        if not isinstance(record, dict) or record.get("split") != "test" or record.get(
+                "decode") == "generate" or not isinstance(record.get("max_len"), int):
+            continue
+        if record["max_len"] not in newest or mtime > newest[record["max_len"]][0]:
+            newest[record["max_len"]] = (mtime, record)
+    order = sorted(newest, key=lambda n: (n != recipe.data.max_len, n))
+    keys = ("split", "max_len", "n", "accuracy", "macro_f1")
+    return [{k: newest[n][1].get(k) for k in keys} for n in order]
+
+
+def _check_adapter_files(checkpoint: Path, cfg: ExportConfig) -> None:
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (checkpoint / name).is_file():
+            raise RvlError(f"-c {checkpoint}: no {name} (the recipe says the run trained an "
+                           "adapter)")
+    if cfg.dtype is not None:
+        raise RvlError(f"--dtype {cfg.dtype}: an unmerged adapter is exported as trained and "
+                       "runs in its recipe's dtype; add --merge to choose the weights' dtype")
+
+
+def _write_adapter(checkpoint: Path, recipe: Recipe, folder: Path) -> None:
+    """The adapter as peft saved it, its config pointing at the recipe's base model."""
+    shutil.copyfile(checkpoint / ADAPTER_WEIGHTS, folder / ADAPTER_WEIGHTS)
+    try:
+        config = json.loads((checkpoint / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise RvlError(f"{checkpoint / ADAPTER_CONFIG}: unreadable adapter config ({err})") from err
+    config["base_model_name_or_path"] = recipe.model_location
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _tokenizer(checkpoint: Path, recipe: Recipe, trust_remote_code: bool) -> Any:
+    """The checkpoint's tokenizer with the pad token training used (as load_checkpoint does)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
+    if recipe.pad_token not in tokenizer.get_vocab():
+        raise RvlError(f"{checkpoint}: the recipe's pad token {recipe.pad_token!r} is not in "
+                       "the checkpoint's tokenizer")
+    tokenizer.pad_token = recipe.pad_token
+    return tokenizer
+
+
+def _full_model(checkpoint: Path, recipe: Recipe, merge: bool, dtype: str,
+                trust_remote_code: bool) -> tuple[Any, Any]:
+    """The whole model in ``dtype``: full weights, a head on its base, or an adapter merged."""
+    from rvl_llm.inference.base_model import torch_dtype
+    from rvl_llm.inference.checkpoint import load_checkpoint
+
+    device_map = _device_map()
+    if merge and recipe.quantization is not None:
+        tokenizer = _tokenizer(checkpoint, recipe, trust_remote_code)
+        model = _merged_qlora(checkpoint, recipe, tokenizer, device_map, trust_remote_code)
+    else:
+        loaded = load_checkpoint(checkpoint, device_map=device_map,
+                                 trust_remote_code=trust_remote_code)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        if merge:
+            model = model.merge_and_unload()
+    model = model.to(torch_dtype(None if dtype == "fp32" else dtype))
+    model.eval()
+    return model, tokenizer
+
+
+def _merged_qlora(checkpoint: Path, recipe: Recipe, tokenizer: Any, device_map: Any,
+                  trust_remote_code: bool) -> Any:
+    """The 4-bit base loaded as training and eval load it, dequantised (the weights the adapter
+    was trained against, in the compute dtype), with the adapter merged in."""
+    from peft import PeftModel
+
+    from rvl_llm.inference.base_model import load_base_model
+
+    model = load_base_model(
+        recipe.model_location,
+        generative=recipe.generative,
+        labels=recipe.labels,
+        pad_token_id=tokenizer.convert_tokens_to_ids(recipe.pad_token),
+        dtype=recipe.mixed_precision,
+        quantization=recipe.quantization,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+    )
+    try:
+        model = model.dequantize()
+        model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
+        return model.merge_and_unload()
+    except (RuntimeError, ValueError, KeyError, NotImplementedError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise RvlError(f"-c {checkpoint}: cannot merge the QLoRA adapter into its dequantised "
+                       f"base {recipe.model_location} ({type(err).__name__}: {first})") from err
+
+
+def _device_map() -> str | None:
+    """Every visible GPU; the CPU when there is none."""
+    import torch
+
+    return "auto" if torch.cuda.is_available() else None
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` (creating it proves the place writable before
+    anything heavy runs). On failure it is removed with every parent folder this created."""
+    target = target.resolve()  # "-o ." has no name to put a staging folder beside
+    created = [p for p in target.parents if not p.exists()]
+    staging = target.with_name(f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        staging.mkdir(parents=True)
+    except OSError as err:
+        _remove_empty(created)
+        raise RvlError(f"-o {target}: cannot write there ({err.strerror or err})") from err
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for path in created:  # innermost first
+        try:
+            path.rmdir()
+        except OSError:
+            break

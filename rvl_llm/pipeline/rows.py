@@ -1,0 +1,53 @@
+"""Rows for documents that arrive as text: the prompt a checkpoint's model sees for each one.
+
+Prepare builds labelled rows into shards; predict builds unlabelled rows on the fly. Both go
+through here (template from the tokenizer, documents cut to the budget, rows from segments), so
+a document gets the same prompt and truncation from either, at the same max-len.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.manifest import TemplateIds
+from rvl_llm.pipeline.template import Row, build_row
+from rvl_llm.pipeline.tokenize import EncodeBatch, encode_documents
+
+
+@dataclass(frozen=True)
+class RowBuilder:
+    template: TemplateIds
+    encode: EncodeBatch  # the raw Rust tokenizer's batch call (special-token text stays text)
+
+    def prompt_rows(self, texts: Sequence[str]) -> list[Row]:
+        """Each text's prompt row (no completion, no label), in order."""
+        documents = encode_documents(self.encode, texts, self.template.document_budget)
+        return [build_row(document, None, self.template) for document in documents]
+
+
+def load_row_builder(cfg: PrepareConfig, tokenizer_dir: Path) -> RowBuilder:
+    """The template and encoder ``cfg`` (mode, response template, labels, max-len) makes with
+    the tokenizer in ``tokenizer_dir``: what prepare builds its shards with."""
+    from rvl_llm.pipeline.tokenize import load_tokenizer
+
+    return row_builder(cfg, load_tokenizer(tokenizer_dir, trust_remote_code=cfg.trust_remote_code))
+
+
+def row_builder(cfg: PrepareConfig, tokenizer: Any) -> RowBuilder:
+    """``load_row_builder`` for a tokenizer already loaded (a checkpoint's)."""
+    from rvl_llm.pipeline.tokenize import backend_from_json, batch_encoder, build_template
+
+    encode = batch_encoder(backend_from_json(tokenizer.backend_tokenizer.to_str()))
+    template = build_template(
+        tokenizer,
+        encode,
+        generative=cfg.generative,
+        response_template=cfg.response_template,
+        labels=cfg.label_names(),
+        max_len=cfg.max_len,
+    )
+    return RowBuilder(template, encode)

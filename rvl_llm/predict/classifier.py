@@ -1,0 +1,186 @@
+"""``Classifier``: a trained checkpoint as a Python object that labels texts.
+
+    from rvl_llm import Classifier
+    clf = Classifier.from_checkpoint("log/run/final")
+    clf.predict(["text one", "text two"], top_k=3)[0].label
+
+It is the code path of ``rvl-llm predict``: the checkpoint's recipe gives the template, the
+pipeline cuts each text and builds its prompt row as prepare would (``rvl_llm.pipeline.rows``),
+and the inference layer scores every class exactly (``rvl_llm.inference.scoring``), so a
+document gets the label and probabilities eval gives it at the same max-len. Importing this
+module loads no torch; ``from_checkpoint`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rvl_llm.errors import RvlError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rvl_llm.inference.checkpoint import LoadedCheckpoint
+    from rvl_llm.pipeline.rows import RowBuilder
+    from rvl_llm.recipe import Recipe
+
+DEFAULT_TOP_K = 3
+DEFAULT_BATCH_SIZE = 8
+TEXTS_PER_PASS = 1024  # texts cut, tokenised and length-sorted together: bounds the memory
+
+
+class Ranked(NamedTuple):
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str  # the most probable class
+    probability: float  # its probability: softmax over the class scores, as eval computes it
+    top_k: tuple[Ranked, ...]  # the k most probable classes, most probable first
+    scores: dict[str, float]  # every class -> its probability
+    truncated: bool  # the text was cut to fit max-len
+
+    def record(self, doc_id: str) -> dict[str, Any]:
+        """The JSON-ready record ``rvl-llm predict`` writes for this document."""
+        return {
+            "id": doc_id,
+            "label": self.label,
+            "probability": self.probability,
+            "top_k": [{"label": r.label, "probability": r.probability} for r in self.top_k],
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Class log-scores and probabilities of a batch of texts, in order (the raw form)."""
+
+    scores: np.ndarray  # [n, C] natural-log scores
+    probs: np.ndarray  # [n, C]
+    truncated: list[bool]
+
+
+class Classifier:
+    """A checkpoint (``final/``, ``checkpoint-N/``, a run folder or an export) ready to label
+    texts. Build it with :meth:`from_checkpoint`."""
+
+    def __init__(self, checkpoint: Path, loaded: LoadedCheckpoint, rows: RowBuilder, *,
+                 max_len: int, batch_size: int = DEFAULT_BATCH_SIZE,
+                 class_chunk: int | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.max_len = max_len  # tokens per document row
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.recipe: Recipe = loaded.recipe
+        self.pad_token_id = loaded.pad_token_id
+        self.rows = rows
+        self.batch_size = batch_size
+        self.class_chunk = class_chunk
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        *,
+        max_len: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        class_chunk: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> Classifier:
+        """Load a checkpoint. ``device``: None picks cuda when there is a GPU, else cpu; "auto"
+        spreads the layers over every GPU. ``max_len``: tokens per document row [the max-len
+        the run trained with]."""
+        from rvl_llm.inference.checkpoint import load_checkpoint, weights_folder
+        from rvl_llm.pipeline.rows import row_builder
+        from rvl_llm.recipe import Recipe
+
+        if batch_size < 1:
+            raise RvlError(f"--batch-size {batch_size}: must be a positive whole number")
+        if max_len is not None and max_len < 1:
+            raise RvlError(f"--max-len {max_len}: must be a positive number of tokens")
+        folder = weights_folder(Path(path))
+        recipe = Recipe.read(folder)  # a bad recipe is named before any weights load
+        data = replace(recipe.data, max_len=max_len or recipe.data.max_len,
+                       trust_remote_code=trust_remote_code)
+        loaded = load_checkpoint(folder, device_map=_device_map(device),
+                                 trust_remote_code=trust_remote_code)
+        # The checkpoint's own tokenizer files: the same tokenizer training prepared with, and
+        # present wherever the checkpoint is copied.
+        rows = row_builder(data, loaded.tokenizer)
+        return cls(folder, loaded, rows, max_len=data.max_len, batch_size=batch_size,
+                   class_chunk=class_chunk)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.recipe.labels
+
+    def predict(self, texts: str | Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+        """One prediction per text, in order."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if top_k < 1:
+            raise RvlError(f"--top-k {top_k}: must be a positive whole number")
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), TEXTS_PER_PASS):
+            scored = self.score(texts[start : start + TEXTS_PER_PASS])
+            predictions += _predictions(scored, self.labels, top_k)
+        return predictions
+
+    def predict_files(self, paths: Sequence[str | Path], top_k: int = DEFAULT_TOP_K,
+                      text_field: str | None = None) -> list[Prediction]:
+        """One prediction per document in ``paths`` (OCR JSON, .txt or .jsonl files, or folders
+        of them), in input order. A file that cannot be used raises, naming it."""
+        from rvl_llm.predict.inputs import BadInput, iter_inputs
+
+        texts = []
+        for item in iter_inputs([str(p) for p in paths], text_field=text_field):
+            if isinstance(item, BadInput):
+                raise RvlError(f"{item.source}: {item.reason}")
+            texts.append(item.text)
+        return self.predict(texts, top_k)
+
+    def score(self, texts: Sequence[str]) -> Scored:
+        """Log-scores and probabilities of every class for each text (one pass; the caller
+        bounds how many texts come at once)."""
+        from rvl_llm.inference.scoring import NonFiniteScores, class_probabilities, score_prompts
+
+        rows = self.rows.prompt_rows(texts)
+        scores = score_prompts(
+            self.model, [r.input_ids for r in rows], self.rows.template,
+            pad_token_id=self.pad_token_id, batch_size=self.batch_size,
+            class_chunk=self.class_chunk,
+        )
+        try:
+            probs = class_probabilities(scores)
+        except NonFiniteScores as err:
+            raise RvlError(f"-c {self.checkpoint}: {err.message}") from err
+        return Scored(scores, probs, [r.truncated for r in rows])
+
+
+def _predictions(scored: Scored, labels: Sequence[str], top_k: int) -> Iterator[Prediction]:
+    import numpy as np
+
+    k = min(top_k, len(labels))
+    ranked = np.argsort(-scored.probs, axis=1, kind="stable")[:, :k]
+    for probs, order, truncated in zip(scored.probs, ranked, scored.truncated, strict=True):
+        top = tuple(Ranked(labels[c], float(probs[c])) for c in order)
+        yield Prediction(top[0].label, top[0].probability, top,
+                         {name: float(p) for name, p in zip(labels, probs, strict=True)},
+                         truncated)
+
+
+def _device_map(device: str | None) -> Any:
+    """``from_pretrained``'s device_map for ``device``: None on CPU (plain tensors)."""
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "auto"
+    return None if str(device) == "cpu" else {"": device}

@@ -1,0 +1,301 @@
+"""``rvl-llm predict`` and ``Classifier``: every input kind, both modes, the same answer as eval
+document by document, the API equal to the command, and every bad input.
+
+The checkpoints are the tiny Llama-3-style sample model saved as a run's ``final/`` (full
+weights, untrained: predict and eval must agree whatever the weights are), with the recipe
+`rvl-llm train` writes, over the sample corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from rvl_llm.cli import main  # noqa: E402
+from rvl_llm.labels import RVL_CDIP_CLASSES  # noqa: E402
+from rvl_llm.pipeline.config import PrepareConfig  # noqa: E402
+from rvl_llm.recipe import Recipe, TrainSettings  # noqa: E402
+
+MAX_LEN = 96
+PAD = "<|end_of_text|>"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def load_each_checkpoint_once() -> Iterator[None]:
+    """Every command here loads its checkpoint afresh (3 s each on 2 cores); the module's
+    commands share one load per checkpoint and settings. The loading itself is tested by the
+    first command of each checkpoint and by test_api_gives_the_command_results."""
+    from rvl_llm.predict.classifier import Classifier
+
+    real = Classifier.from_checkpoint.__func__  # type: ignore[attr-defined]
+    loaded: dict[tuple, Classifier] = {}
+
+    def from_checkpoint(cls: type, path: str | Path, device: str | None = None,
+                        **options: object) -> Classifier:
+        key = (str(Path(path).resolve()), device, *sorted(options.items()))
+        if key not in loaded:
+            loaded[key] = real(cls, path, device, **options)
+        return loaded[key]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(Classifier, "from_checkpoint", classmethod(from_checkpoint))
+    yield
+    patch.undo()
+
+
+def build_checkpoint(root: Path, base: Path, data: Path, mode: str) -> Path:
+    """``root/log/sample-MODE/final``: the base model's weights as a finished run leaves them."""
+    final = root / "log" / f"sample-{mode}" / "final"
+    if mode == "generative":
+        shutil.copytree(base, final)
+    else:
+        torch.manual_seed(0)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(RVL_CDIP_CLASSES), id2label=dict(enumerate(RVL_CDIP_CLASSES)),
+            label2id={n: i for i, n in enumerate(RVL_CDIP_CLASSES)})
+        model.save_pretrained(final)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(base / name, final / name)
+    recipe = Recipe(
+        run_name=f"sample-{mode}", model=str(base), model_location=str(base),
+        data=PrepareConfig(data_dir=data, model=str(base), max_len=MAX_LEN,
+                           generative=mode == "generative", labels=RVL_CDIP_CLASSES,
+                           cache_dir=root / "cache", splits=("train", "validation")),
+        settings=TrainSettings(trainable="full"), pad_token=PAD, lora_targets="all-linear",
+        quantization=None, mixed_precision=None, cache_key="none", versions={},
+        command="rvl-llm train ...")
+    recipe.write(final)
+    recipe.write(final.parent)
+    return final
+
+
+@pytest.fixture(scope="module", params=["generative", "classifier"])
+def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               models: Path, sample_data: Path) -> Path:
+    root = tmp_path_factory.mktemp(f"predict-{request.param}")
+    return build_checkpoint(root, models / "tiny-llama3", sample_data, request.param)
+
+
+@pytest.fixture(scope="module")
+def generative(tmp_path_factory: pytest.TempPathFactory, models: Path,
+               sample_data: Path) -> Path:
+    root = tmp_path_factory.mktemp("predict-one")
+    return build_checkpoint(root, models / "tiny-llama3", sample_data, "generative")
+
+
+def sample_test_files(sample_data: Path, count: int = 128) -> list[Path]:
+    return sorted(sample_data.glob("test_*.json"))[:count]
+
+
+def predict(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``rvl-llm predict ARGS --no-progress``."""
+    result = CliRunner().invoke(main, ["predict", *args, "--no-progress"], input=stdin)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_predict_agrees_with_eval_per_document(checkpoint: Path, sample_data: Path,
+                                               tmp_path: Path) -> None:
+    """The sample test split through eval and through predict: the same label and the same
+    probability for every document."""
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["eval", "-c", str(checkpoint), "-o", str(out),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.output.strip().splitlines()[-1])
+    with (folder / "predictions.tsv").open() as f:
+        evaluated = {row["doc_id"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+    code, stdout, _ = predict("-c", str(checkpoint), *map(str, sample_test_files(sample_data)))
+    assert code == 0
+    predicted = records(stdout)
+    assert len(predicted) == len(evaluated) == 128
+    for record in predicted:
+        row = evaluated[record["id"]]
+        assert record["label"] == row["predicted"] == row["top1"]
+        assert record["probability"] == pytest.approx(float(row["top1_prob"]), abs=1e-4)
+        assert [r["label"] for r in record["top_k"]] == [row["top1"], row["top2"], row["top3"]]
+
+
+def test_api_gives_the_command_results(checkpoint: Path, sample_data: Path) -> None:
+    from rvl_llm import Classifier
+
+    files = sample_test_files(sample_data, 12)
+    _, stdout, _ = predict("-c", str(checkpoint), "--top-k", "2", *map(str, files))
+    clf = Classifier.from_checkpoint(checkpoint.parent, batch_size=3)  # a run: its final/
+    assert clf.labels == RVL_CDIP_CLASSES and clf.max_len == MAX_LEN
+    from_files = clf.predict_files(files, top_k=2)
+    texts = [json.loads(f.read_text())["ocr"] for f in files]
+    from_texts = clf.predict(texts, top_k=2)
+    for record, a, b in zip(records(stdout), from_files, from_texts, strict=True):
+        assert record["label"] == a.label == b.label
+        assert record["probability"] == pytest.approx(a.probability, abs=1e-6)
+        assert a.probability == pytest.approx(b.probability, abs=1e-6)
+        assert [r["label"] for r in record["top_k"]] == [r.label for r in a.top_k]
+        assert sum(a.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert a.scores[a.label] == a.probability
+    assert clf.predict("one text")[0].label in RVL_CDIP_CLASSES
+
+
+def test_every_input_kind_in_input_order(generative: Path, sample_data: Path,
+                                         tmp_path: Path) -> None:
+    files = sample_test_files(sample_data, 3)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, f in enumerate(files[:2]):  # no label or split in the name
+        shutil.copy(f, folder / f"doc-{i}.json")
+    (tmp_path / "note.txt").write_text("Dear Sir, thank you for your letter. Sincerely, Ann")
+    (tmp_path / "batch.jsonl").write_text(
+        json.dumps({"id": "first", "text": "INVOICE total due 42"}) + "\n"
+        + json.dumps({"ocr": "MEMO to all staff"}) + "\n")
+    stdin = json.dumps({"id": "piped", "ocr": "RESUME education experience"}) + "\n"
+    code, stdout, _ = predict("-c", str(generative), str(folder), str(tmp_path / "note.txt"),
+                              str(tmp_path / "batch.jsonl"), "-", stdin=stdin)
+    assert code == 0
+    got = records(stdout)
+    doc_ids = [json.loads(f.read_text())["id"] for f in files[:2]]
+    assert [r["id"] for r in got] == [*doc_ids, str(tmp_path / "note.txt"), "first",
+                                      f"{tmp_path / 'batch.jsonl'}:2", "piped"]
+    for record in got:
+        assert set(record) == {"id", "label", "probability", "top_k", "truncated"}
+        assert record["label"] == record["top_k"][0]["label"] and len(record["top_k"]) == 3
+        assert record["label"] in RVL_CDIP_CLASSES and 0 < record["probability"] <= 1
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv"])
+def test_output_formats(generative: Path, sample_data: Path, tmp_path: Path,
+                        suffix: str) -> None:
+    files = sample_test_files(sample_data, 4)
+    out = tmp_path / f"labels{suffix}"
+    code, stdout, stderr = predict("-c", str(generative), "-o", str(out), "--top-k", "2",
+                                   *map(str, files))
+    assert code == 0 and stdout == "" and "4 documents" in stderr
+    text = out.read_text()
+    if suffix == ".jsonl":
+        assert [r["id"] for r in records(text)] == [
+            json.loads(f.read_text())["id"] for f in files]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text), delimiter="," if suffix == ".csv" else "\t"))
+        assert len(rows) == 4 and rows[0]["label"] == rows[0]["top1"]
+        assert "top2_probability" in rows[0] and "top3" not in rows[0]
+
+
+def test_long_document_is_marked_truncated(generative: Path, tmp_path: Path) -> None:
+    (tmp_path / "long.txt").write_text("word " * 2000)
+    (tmp_path / "short.txt").write_text("word")
+    _, stdout, _ = predict("-c", str(generative), str(tmp_path / "long.txt"),
+                           str(tmp_path / "short.txt"))
+    assert [r["truncated"] for r in records(stdout)] == [True, False]
+    # --max-len changes the rows: a document that fits at 96 tokens is cut at 16.
+    (tmp_path / "mid.txt").write_text("word " * 30)
+    _, stdout, _ = predict("-c", str(generative), "--max-len", "16", str(tmp_path / "mid.txt"))
+    assert records(stdout)[0]["truncated"] is True
+
+
+def test_bad_inputs_are_skipped_with_a_count(generative: Path, sample_data: Path,
+                                             tmp_path: Path) -> None:
+    files = sample_test_files(sample_data, 2)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "no-text.json").write_text(json.dumps({"title": "x"}))
+    args = [str(files[0]), str(tmp_path / "broken.json"), str(tmp_path / "no-text.json"),
+            str(tmp_path / "missing.json"), str(files[1])]
+    out = tmp_path / "out.jsonl"
+    code, _, stderr = predict("-c", str(generative), "-o", str(out), *args)
+    assert code == 1
+    assert f"skipped {tmp_path / 'broken.json'}: malformed JSON" in stderr
+    assert "no-text.json" in stderr and "missing.json" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: 3 inputs skipped") and "--allow-skips" in last
+    # The rest is not lost: both good documents were written, in order.
+    assert len(records(out.read_text())) == 2
+    code, _, _ = predict("-c", str(generative), "-o", str(out), "--allow-skips", *args)
+    assert code == 0
+
+
+def assert_refused(code: int, stderr: str, *needles: str) -> None:
+    assert code != 0
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_refusals_write_nothing(generative: Path, sample_data: Path, tmp_path: Path) -> None:
+    one = str(sample_test_files(sample_data, 1)[0])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out.jsonl"
+    (tmp_path / "empty.jsonl").write_text("")
+    assert_refused(*predict("-c", str(generative), "-o", str(out),
+                            str(tmp_path / "empty.jsonl"))[::2], "no documents")
+    assert_refused(*predict("-c", str(generative), "-o", str(out), str(empty))[::2],
+                   "no document could be read")
+    assert_refused(*predict("-c", str(generative), "-o", str(tmp_path / "x.xlsx"), one)[::2],
+                   "-o", ".jsonl")
+    assert_refused(*predict("-c", str(tmp_path / "nowhere"), one)[::2], "-c")
+    assert_refused(*predict("-c", str(generative), "--top-k", "0", one)[::2], "--top-k")
+    assert_refused(*predict("-c", str(generative))[::2], "INPUT")
+    all_bad = tmp_path / "bad.json"
+    all_bad.write_text("[")
+    assert_refused(*predict("-c", str(generative), "-o", str(out), str(all_bad))[::2],
+                   "no document could be read")
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_importing_the_api_loads_no_torch() -> None:
+    code = ("import sys; from rvl_llm import Classifier; import rvl_llm.predict.cli; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_two_process_predict_matches_one(generative: Path, sample_data: Path,
+                                         tmp_path: Path) -> None:
+    """``accelerate launch`` with two CPU processes: each scores a contiguous share, rank 0
+    writes everything in input order; the records equal a one-process run's."""
+    import os
+    import socket
+
+    files = [str(f) for f in sample_test_files(sample_data, 10)]
+    alone = tmp_path / "alone.jsonl"
+    assert predict("-c", str(generative), "-o", str(alone), *files)[0] == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    together = tmp_path / "together.jsonl"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(root / "accelerate_configs" / "ddp.yaml"), "--num_processes", "2",
+        "--main_process_port", str(port), "-m", "rvl_llm", "predict", "-c", str(generative),
+        "-o", str(together), "--no-progress", *files,
+    ]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.count("predict: 10 documents") == 1  # rank 0 alone reports
+    one, two = records(alone.read_text()), records(together.read_text())
+    assert [r["id"] for r in two] == [r["id"] for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert a["label"] == b["label"]
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
