@@ -50,3 +50,32 @@ def replace_dir(source: Path, target: Path) -> None:
         os.rename(trash, target)
         raise
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def make_staging_dir(target: Path) -> tuple[Path, list[Path]]:
+    """A new temporary folder beside ``target`` to build it in (moved into place with
+    ``replace_dir``), and the parent folders this made, innermost first: on failure both go
+    with ``discard_staging_dir``. Raises OSError, having made nothing, if the place is not
+    writable."""
+    created = [p for p in Path(target).parents if not p.exists()]
+    staging = Path(target).with_name(f"{TEMP_PREFIX}{Path(target).name}-{uuid.uuid4().hex[:8]}")
+    try:
+        staging.mkdir(parents=True)
+    except OSError:
+        _remove_empty(created)
+        raise
+    return staging, created
+
+
+def discard_staging_dir(staging: Path, created: list[Path]) -> None:
+    """Remove a staging folder and the parents made for it that are still empty."""
+    shutil.rmtree(staging, ignore_errors=True)
+    _remove_empty(created)
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for path in created:  # innermost first
+        try:
+            path.rmdir()
+        except OSError:
+            break  # not empty (another output of the same folder) or already gone

@@ -134,6 +134,15 @@ def test_lora_merged_loads_in_plain_transformers(runs: dict[str, Path],
     assert written.exported == ExportInfo(source=runs["lora"].resolve(), trainable="lora",
                                           merged=True, dtype="fp32")
     assert_same(expected, checkpoint_predictions(out), atol=1e-5)
+    # The Python API on the export gives the checkpoint's answers too.
+    from rvl_llm import Classifier
+
+    texts = [json.loads(p.read_text())["ocr"] for p in sorted(
+        recipe.data.data_dir.glob("test_*"))]
+    from_export = Classifier.from_checkpoint(out).predict(texts)
+    from_checkpoint = Classifier.from_checkpoint(runs["lora"]).predict(texts)
+    for a, b in zip(from_export, from_checkpoint, strict=True):
+        assert a.label == b.label and a.probability == pytest.approx(b.probability, abs=1e-5)
 
 
 def test_the_cards_plain_transformers_recipe_scores_as_rvl_llm(runs: dict[str, Path],

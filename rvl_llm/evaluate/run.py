@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -26,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import TEMP_PREFIX, replace_dir
+from rvl_llm.atomic import discard_staging_dir, make_staging_dir, replace_dir
 from rvl_llm.errors import RvlError
 from rvl_llm.evaluate.config import EvalConfig
 from rvl_llm.inference.checkpoint import CHECKPOINT_PREFIX, check_weights, weights_folder
@@ -307,14 +305,11 @@ def _staging(folder: Path, state: Any) -> Iterator[Path | None]:
     still empty: a failed eval leaves nothing behind."""
     from rvl_llm.inference.distributed import gather_in_rank_order
 
-    created = [p for p in folder.parents if not p.exists()]
-    staging = folder.with_name(f"{TEMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}")
-    problem = None
+    problem, staging, created = None, None, []
     if state.is_main_process:
         try:
-            staging.mkdir(parents=True)
+            staging, created = make_staging_dir(folder)
         except OSError as err:
-            _remove_empty(created)
             problem = (f"-o {folder.parent.parent}: cannot write the eval outputs to {folder} "
                        f"({err.strerror or err})")
     problem = gather_in_rank_order(problem, state)[0]  # rank 0's verdict, on every process
@@ -323,20 +318,12 @@ def _staging(folder: Path, state: Any) -> Iterator[Path | None]:
     if not state.is_main_process:
         yield None
         return
+    assert staging is not None
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)
+        discard_staging_dir(staging, created)
         raise
-
-
-def _remove_empty(created: list[Path]) -> None:
-    for path in created:  # innermost first
-        try:
-            path.rmdir()
-        except OSError:
-            break  # not empty (another eval's outputs) or already gone
 
 
 def _quiet(_msg: str) -> None:

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import TEMP_PREFIX, replace_dir, write_text_atomic
+from rvl_llm.atomic import (
+    discard_staging_dir,
+    make_staging_dir,
+    replace_dir,
+    write_text_atomic,
+)
 from rvl_llm.errors import RvlError
 from rvl_llm.export.config import ExportConfig
 from rvl_llm.inference.checkpoint import (
@@ -260,24 +264,12 @@ def _staging(target: Path) -> Iterator[Path]:
     """A temporary folder beside ``target`` (creating it proves the place writable before
     anything heavy runs). On failure it is removed with every parent folder this created."""
     target = target.resolve()  # "-o ." has no name to put a staging folder beside
-    created = [p for p in target.parents if not p.exists()]
-    staging = target.with_name(f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}")
     try:
-        staging.mkdir(parents=True)
+        staging, created = make_staging_dir(target)
     except OSError as err:
-        _remove_empty(created)
         raise RvlError(f"-o {target}: cannot write there ({err.strerror or err})") from err
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)
+        discard_staging_dir(staging, created)
         raise
-
-
-def _remove_empty(created: list[Path]) -> None:
-    for path in created:  # innermost first
-        try:
-            path.rmdir()
-        except OSError:
-            break

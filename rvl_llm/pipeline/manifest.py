@@ -4,6 +4,8 @@ A cache entry is a folder ``<cache-dir>/<key>/`` holding ``manifest.json`` and o
 with uncompressed Arrow IPC stream shards. A split exists only once the manifest lists it; the
 manifest is replaced atomically after the split's folder is in place, so a reader never sees half.
 train and evaluate read shards only through :class:`Manifest`; they never tokenise documents.
+Predict's unlabelled documents are cut and tokenised by the same pipeline code
+(:mod:`rvl_llm.pipeline.rows`), on the fly, from the checkpoint's own tokenizer.
 """
 
 from __future__ import annotations

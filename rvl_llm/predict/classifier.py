@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from rvl_llm.inference.checkpoint import LoadedCheckpoint
     from rvl_llm.pipeline.rows import RowBuilder
+    from rvl_llm.pipeline.template import Row
     from rvl_llm.recipe import Recipe
 
 DEFAULT_TOP_K = 3
@@ -128,8 +129,8 @@ class Classifier:
             raise RvlError(f"--top-k {top_k}: must be a positive whole number")
         predictions: list[Prediction] = []
         for start in range(0, len(texts), TEXTS_PER_PASS):
-            scored = self.score(texts[start : start + TEXTS_PER_PASS])
-            predictions += _predictions(scored, self.labels, top_k)
+            predictions += self.predictions(self.score(texts[start : start + TEXTS_PER_PASS]),
+                                            top_k)
         return predictions
 
     def predict_files(self, paths: Sequence[str | Path], top_k: int = DEFAULT_TOP_K,
@@ -148,9 +149,13 @@ class Classifier:
     def score(self, texts: Sequence[str]) -> Scored:
         """Log-scores and probabilities of every class for each text (one pass; the caller
         bounds how many texts come at once)."""
+        return self.score_rows(self.rows.prompt_rows(texts))
+
+    def score_rows(self, rows: Sequence[Row]) -> Scored:
+        """``score`` of rows already built by ``self.rows.prompt_rows`` (predict builds the next
+        chunk's rows while the model scores this one)."""
         from rvl_llm.inference.scoring import NonFiniteScores, class_probabilities, score_prompts
 
-        rows = self.rows.prompt_rows(texts)
         scores = score_prompts(
             self.model, [r.input_ids for r in rows], self.rows.template,
             pad_token_id=self.pad_token_id, batch_size=self.batch_size,
@@ -161,6 +166,10 @@ class Classifier:
         except NonFiniteScores as err:
             raise RvlError(f"-c {self.checkpoint}: {err.message}") from err
         return Scored(scores, probs, [r.truncated for r in rows])
+
+    def predictions(self, scored: Scored, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+        """The predictions of scored texts, in order."""
+        return list(_predictions(scored, self.labels, top_k))
 
 
 def _predictions(scored: Scored, labels: Sequence[str], top_k: int) -> Iterator[Prediction]:

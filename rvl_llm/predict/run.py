@@ -13,15 +13,19 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from rvl_llm.errors import RvlError
 from rvl_llm.predict.classifier import TEXTS_PER_PASS
 from rvl_llm.predict.config import PredictConfig
 from rvl_llm.predict.inputs import STDIN, BadInput, InputDocument, iter_inputs
+
+if TYPE_CHECKING:
+    from rvl_llm.pipeline.template import Row
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -73,13 +77,29 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
         + (f", {world} processes" if world > 1 else "") + ")")
     start = time.perf_counter()
     documents, truncated, skipped = 0, 0, []
+    chunks = _chunks(itertools.chain([first], items), TEXTS_PER_PASS * world)
+
+    def read_next() -> _Chunk | None:
+        """The next chunk: every item, and this process's share as prompt rows."""
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        docs = [item for item in chunk if isinstance(item, InputDocument)]
+        begin, end = contiguous_share(len(docs), rank, world)
+        mine = docs[begin:end]
+        return _Chunk(chunk, mine, classifier.rows.prompt_rows([d.text for d in mine]))
+
     writer = RecordWriter(cfg.out, top_k=cfg.top_k, stdout=stdout) if is_main else nullcontext()
-    with writer as sink, _progress(cfg.progress if is_main else False) as bar:
-        for chunk in _chunks(itertools.chain([first], items), TEXTS_PER_PASS * world):
-            docs = [item for item in chunk if isinstance(item, InputDocument)]
-            begin, end = contiguous_share(len(docs), rank, world)
-            mine = docs[begin:end]
-            predictions = classifier.predict([d.text for d in mine], cfg.top_k) if mine else []
+    # One chunk is read and tokenised ahead by a thread while the model scores this one (both
+    # release the GIL): on a GPU the tokenising costs no time; memory holds two chunks at most.
+    with writer as sink, _progress(cfg.progress if is_main else False) as bar, \
+            ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = reader.submit(read_next)
+        while (current := ahead.result()) is not None:
+            ahead = reader.submit(read_next)
+            mine = current.mine
+            scored = classifier.score_rows(current.rows) if mine else None
+            predictions = classifier.predictions(scored, cfg.top_k) if scored else []
             records = [p.record(d.id) for d, p in zip(mine, predictions, strict=True)]
             shares = gather_in_rank_order(records, state)  # every process, every chunk
             if not is_main:
@@ -88,15 +108,22 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
             sink.write(gathered)
             documents += len(gathered)
             truncated += sum(record["truncated"] for record in gathered)
-            for bad in (item for item in chunk if isinstance(item, BadInput)):
+            for bad in (item for item in current.items if isinstance(item, BadInput)):
                 skipped.append(bad)
                 say(f"skipped {bad.source}: {bad.reason}")
-            bar.update(len(chunk))
+            bar.update(len(current.items))
         if is_main and documents == 0:  # raised inside: nothing is written
             raise RvlError(f"INPUT {' '.join(cfg.inputs)}: no document could be read "
                            f"({len(skipped)} skipped, listed above)")
     return PredictResult(documents, tuple(skipped), truncated, time.perf_counter() - start,
                          cfg.out, is_main)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    items: list[InputDocument | BadInput]  # as read, in input order
+    mine: list[InputDocument]  # this process's contiguous share of the documents
+    rows: list[Row]  # their prompt rows
 
 
 def _process_state() -> Any:
