@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 8
+RECORD_DECIMALS = 6
 TEXTS_PER_PASS = 1024  # texts cut, tokenised and length-sorted together: bounds the memory
 
 
@@ -48,11 +49,12 @@ class Prediction:
 
     def record(self, doc_id: str) -> dict[str, Any]:
         """The JSON-ready record ``rvl-llm predict`` writes for this document."""
-        return {
+        return {  # six decimals: enough to rank and threshold, and a line a person can read
             "id": doc_id,
             "label": self.label,
-            "probability": self.probability,
-            "top_k": [{"label": r.label, "probability": r.probability} for r in self.top_k],
+            "probability": round(self.probability, RECORD_DECIMALS),
+            "top_k": [{"label": r.label, "probability": round(r.probability, RECORD_DECIMALS)}
+                      for r in self.top_k],
             "truncated": self.truncated,
         }
 
