@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +32,8 @@ from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.presets import TRAINABLE_MODES
 
 RECIPE_NAME = "recipe.json"
-RECIPE_VERSION = 2  # 2: typed, nested prepare and training settings
+# 2: typed, nested prepare and training settings; 3: data sources and subsets (prepare fields)
+RECIPE_VERSION = 3
 # Fields added within version 2, written only when set: a recipe without them reads as before.
 LATER_FIELDS = ("exported",)
 EXPORT_DTYPES = ("bf16", "fp16", "fp32")
@@ -207,11 +209,12 @@ class Recipe:
         except (OSError, ValueError) as err:
             raise RvlError(f"{path}: unreadable recipe ({err})") from err
         version = data.get("recipe_version") if isinstance(data, dict) else None
-        if version != RECIPE_VERSION:
+        if version not in range(OLDEST_READABLE, RECIPE_VERSION + 1):
             raise RvlError(f"{path}: recipe version {version} is not this rvl-llm's "
                            f"{RECIPE_VERSION}; evaluate it with the rvl-llm that trained it, "
                            "or train again")
-        fields_only = {k: v for k, v in data.items() if k != "recipe_version"}
+        fields_only = _upgraded({k: v for k, v in data.items() if k != "recipe_version"},
+                                version)
         for name in LATER_FIELDS:
             fields_only.setdefault(name, None)
         try:
@@ -224,3 +227,29 @@ class Recipe:
             raise RvlError(f"{path}: bad recipe (data.labels: the label set must be inline)")
         # A file must not grant permissions: remote code runs only on the command's own flag.
         return replace(recipe, data=replace(recipe.data, trust_remote_code=False))
+
+
+OLDEST_READABLE = 2
+# Settings added by each version, by the part of the recipe that holds them: an older recipe is
+# read with their defaults (which reproduce what that version did).
+ADDED_IN: dict[int, dict[str, tuple[type, tuple[str, ...]]]] = {
+    3: {"data": (PrepareConfig, ("data_format", "data_files", "text_column", "label_column",
+                                 "id_column", "train_size", "train_per_class", "subset_seed",
+                                 "split_file"))},
+}
+
+
+def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A recipe of an older version with the settings added since at their defaults."""
+    from dataclasses import fields
+
+    from rvl_llm.options import field_default
+
+    for later in range(version + 1, RECIPE_VERSION + 1):
+        for part, (config, names) in ADDED_IN.get(later, {}).items():
+            if not isinstance(data.get(part), dict):
+                continue  # reported as a bad recipe by from_json
+            defaults = {f.name: to_json(field_default(f)) for f in fields(config)
+                        if f.name in names}
+            data[part] = {**defaults, **data[part]}
+    return data

@@ -131,3 +131,28 @@ def test_train_flags_fill_the_nested_configs(tmp_path: Path) -> None:
     assert cfg.settings == TrainSettings(lr=1e-3) and cfg.overwrite
     with pytest.raises(TypeError, match="max_length"):
         TrainConfig.from_flags(data_dir=tmp_path, model="m", name="n", max_length=64)
+
+
+def test_a_version_2_recipe_reads_with_the_settings_added_since(tmp_path: Path) -> None:
+    """Checkpoints trained before data sources and subsets existed still load: the prepare
+    settings added since take their defaults, which reproduce what version 2 did."""
+    import json
+
+    from rvl_llm.recipe import ADDED_IN
+
+    recipe = Recipe(
+        run_name="old", model="m", model_location="/m",
+        data=PrepareConfig(data_dir=tmp_path, model="/m", labels=("a", "b")),
+        settings=TrainSettings(trainable="full"), pad_token="<p>", lora_targets="all-linear",
+        quantization=None, mixed_precision=None, cache_key="k", versions={}, command="c")
+    recipe.write(tmp_path)
+    data = json.loads((tmp_path / "recipe.json").read_text())
+    data["recipe_version"] = 2
+    for name in ADDED_IN[3]["data"][1]:
+        del data["data"][name]
+    (tmp_path / "recipe.json").write_text(json.dumps(data))
+    assert Recipe.read(tmp_path) == recipe
+    data["recipe_version"] = 1
+    (tmp_path / "recipe.json").write_text(json.dumps(data))
+    with pytest.raises(RvlError, match="recipe version 1"):
+        Recipe.read(tmp_path)

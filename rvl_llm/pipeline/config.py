@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+import click
+
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import load_labels
 from rvl_llm.options import cli
@@ -19,11 +21,16 @@ from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_RESPONSE_TEMPLATE = "\n\n### Classification:"
 DEFAULT_CACHE_DIR = Path("data_cache")  # also the default of `rvl-llm cache ls/verify`
+# What --data can be: a folder of OCR JSON files, table files, or a Hugging Face dataset.
+DATA_FORMATS = ("folder", "jsonl", "json", "csv", "parquet", "datasets")
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    data_dir: Path = field(metadata=cli("-d", "--data", help="Folder of OCR JSON files."))
+    data_dir: Path = field(metadata=cli(
+        "-d", "--data",
+        help="A folder of OCR JSON files; a .jsonl, .json, .csv or .parquet file or a folder of "
+        "them; a datasets save_to_disk folder; or hf:NAME[:CONFIG]."))
     model: str = field(metadata=cli(
         "-m", "--model", help="Preset, local folder or hub id (prepare uses its tokenizer)."))
     max_len: int = field(default=512, metadata=cli(
@@ -43,9 +50,30 @@ class PrepareConfig:
     labels_file: Path | None = field(default=None, metadata=cli(
         "--labels", help="Label names, one a line, in class-index order [RVL-CDIP's 16]."))
     labels: tuple[str, ...] | None = None  # the label set itself (a recipe carries it inline)
+    data_format: str | None = field(default=None, metadata=cli(
+        "--data-format", type=click.Choice(DATA_FORMATS),
+        help="What --data is [guessed from the path]."))
+    data_files: tuple[str, ...] = field(default=(), metadata=cli(
+        "--data-files", help="Table files per split: train=a.jsonl,validation=b.jsonl,..."))
+    text_column: str | None = field(default=None, metadata=cli(
+        "--text-column", help="Tables: the text column [ocr, then text]."))
+    label_column: str = field(default="label", metadata=cli(
+        "--label-column", help="Tables: the label column (class index or name)."))
+    id_column: str = field(default="id", metadata=cli(
+        "--id-column", help="Tables: the document id column [else the row number]."))
+    train_size: int | None = field(default=None, metadata=cli(
+        "--train-size", help="A stratified sample of N train documents [all]."))
+    train_per_class: int | None = field(default=None, metadata=cli(
+        "--train-per-class", help="N train documents per class (all of a smaller class) [all]."))
+    subset_seed: int = field(default=1234, metadata=cli(
+        "--subset-seed", help="Seed of --train-size / --train-per-class sampling."))
+    split_file: Path | None = field(default=None, metadata=cli(
+        "--split-file", help="JSON or text file listing the document ids (or file names) of "
+        "each split: a published subset."))
     cache_dir: Path = field(default=DEFAULT_CACHE_DIR, metadata=cli("--cache-dir"))
     skip_bad_files: bool = field(default=False, metadata=cli(
-        "--skip-bad-files", help="Skip files that would be errors and list them in the manifest."))
+        "--skip-bad-rows", "--skip-bad-files",
+        help="Skip files or table rows that would be errors; the manifest lists them."))
     trust_remote_code: bool = field(default=False, metadata=cli(
         "--trust-remote-code", help="Allow the model's own code from the hub (off unless asked)."))
     tokenize_batch: int = 512  # documents per tokenizer batch and per record batch
@@ -62,6 +90,12 @@ class PrepareConfig:
             raise RvlError("--response-template: must not be empty in generative mode")
         if self.tokenize_batch < 1:
             raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
+        for option, value in (("--train-size", self.train_size),
+                              ("--train-per-class", self.train_per_class)):
+            if value is not None and value < 1:
+                raise RvlError(f"{option} {value}: must be a positive whole number")
+        if self.train_size is not None and self.train_per_class is not None:
+            raise RvlError("--train-size and --train-per-class: choose one way to sample")
         self._check_prefixes()
 
     def _check_prefixes(self) -> None:
