@@ -8,8 +8,8 @@ RVL      := $(BIN)/rvl-llm
 
 MODEL    ?= tiny-llama3
 DATA     ?= sample/data
-MAXLEN   ?= 512
-TRAIN_MAXLEN ?= 256
+MAXLEN   ?= 256# prepare and train: `make prepare; make train` tokenises once
+EVAL_MAXLEN ?= 512# eval may read more of each document than training did
 NAME     ?= demo-$(MODEL)
 EPOCHS   ?= 4
 BATCH    ?= 8
@@ -39,10 +39,10 @@ prepare: sample
 
 train: sample
 	$(RVL) train --data $(DATA) --model $(MODEL) --name $(NAME) --generative \
-		--max-len $(TRAIN_MAXLEN) --num-epochs $(EPOCHS) --batch-size $(BATCH) --overwrite $(TRAIN_FLAGS)
+		--max-len $(MAXLEN) --num-epochs $(EPOCHS) --batch-size $(BATCH) $(TRAIN_FLAGS)
 
 eval: setup
-	$(RVL) eval --checkpoint $(CHECKPOINT) --max-len $(MAXLEN) --out-dir $(OUT)
+	$(RVL) eval --checkpoint $(CHECKPOINT) --max-len $(EVAL_MAXLEN) --out-dir $(OUT)
 
 # Labels documents nobody labelled: JSON lines (id, label, probability, top_k) on stdout.
 predict: setup
@@ -52,8 +52,9 @@ report: setup
 	$(RVL) report $(OUT)
 
 demo: sample
-	$(MAKE) --no-print-directory prepare MAXLEN=$(TRAIN_MAXLEN)
-	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory prepare
+	@# The demo replaces its own earlier run; `make train` alone never does.
+	$(MAKE) --no-print-directory train TRAIN_FLAGS="--overwrite $(TRAIN_FLAGS)"
 	$(MAKE) --no-print-directory eval
 	$(MAKE) --no-print-directory predict
 

@@ -5,7 +5,9 @@ and reported as medians and ratios:
 
   (a) old   one ``tokenizer(text)`` call per document over the full text, in a Python loop
             (what train.py/eval.py did on every run), then truncation
-  (b) cold  ``rvl-llm prepare`` into an empty cache
+  (b) cold  ``rvl-llm prepare`` into an empty cache (tokenizer read with ``tokenizers`` alone)
+  (b') cold, as before 2026-11-30: the same command with the tokenizer loaded through
+            transformers (importing it and torch), to measure what the light loader saves
   (c) hit   ``rvl-llm prepare`` again: the whole command, start-up included
 
 Usage: python bench/bench_prepare.py [--docs 20000] [--repeats 3] [--model tiny-llama3]
@@ -27,6 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 RVL = [sys.executable, "-m", "rvl_llm"]
+# `rvl-llm` with prepare's tokenizer loaded through transformers, as it was before 2026-11-30.
+RVL_TRANSFORMERS = [sys.executable, "-c", (
+    "from rvl_llm.pipeline import tokenize as t\n"
+    "t.load_tokenizer_files = lambda folder, **kw: t.TokenizerFiles.from_transformers(\n"
+    "    t.load_tokenizer(folder))\n"
+    "from rvl_llm.cli import main\n"
+    "main()"
+)]
 
 
 def make_corpus(folder: Path, docs: int) -> None:
@@ -105,8 +115,7 @@ def main() -> None:
     for n, folder in corpora.items():
         make_corpus(folder, n)
     big = corpora[args.docs]
-    prepare = [
-        *RVL,
+    prepare_args = [
         "prepare",
         "--data",
         str(big),
@@ -117,7 +126,10 @@ def main() -> None:
         "--generative",
         "--no-progress",
     ]
-    runs: dict[str, list[dict[str, float]]] = {"old": [], "cold": [], "hit": [], "cold_small": []}
+    prepare = [*RVL, *prepare_args]
+    runs: dict[str, list[dict[str, float]]] = {
+        "old": [], "cold": [], "cold_tf": [], "hit": [], "cold_small": []
+    }
     for _ in range(args.repeats):
         cache = OUT / "cache"
         shutil.rmtree(cache, ignore_errors=True)
@@ -126,6 +138,10 @@ def main() -> None:
         )
         old["inner_seconds"] = json.loads(old["out"])["seconds"]
         runs["old"].append(old)
+        shutil.rmtree(OUT / "cache-tf", ignore_errors=True)
+        runs["cold_tf"].append(
+            child_peak([*RVL_TRANSFORMERS, *prepare_args, "--cache-dir", str(OUT / "cache-tf")])
+        )
         runs["cold"].append(child_peak([*prepare, "--cache-dir", str(cache)]))
         runs["hit"].append(child_peak([*prepare, "--cache-dir", str(cache)]))
         small = [*prepare, "--cache-dir", str(OUT / "cache-small")]
@@ -145,6 +161,7 @@ def main() -> None:
         "median_peak_mib": peak,
         "old_inner_seconds": statistics.median(r["inner_seconds"] for r in runs["old"]),
         "speedup_cold_vs_old": med["old"] / med["cold"],
+        "speedup_cold_transformers_vs_old": med["old"] / med["cold_tf"],
         "cpu_count": os.cpu_count(),
     }
     (OUT / "prepare.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -153,6 +170,7 @@ def main() -> None:
     for k, label in (
         ("old", "(a) old: tokenizer(text) per doc"),
         ("cold", "(b) prepare, cold"),
+        ("cold_tf", "(b') prepare, cold, tokenizer via transformers (before)"),
         ("hit", "(c) prepare, cache hit"),
         ("cold_small", f"(b) prepare, cold, {args.small_docs} docs"),
     ):

@@ -19,6 +19,11 @@ from rvl_llm.train.cli import train_command
 @click.version_option(__version__, prog_name="rvl-llm")
 def main() -> None:
     """Fine-tune LLMs to classify documents from their OCR text."""
+    import logging
+
+    # bitsandbytes (imported by peft whatever the trainable mode) warns on every CPU run that
+    # it cannot fetch an optional kernel from the hub; nothing here can or needs to fetch it.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @main.command("presets")

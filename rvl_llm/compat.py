@@ -100,3 +100,23 @@ class TrainerOverrides:
         if self.head_only:
             load_result = load_result._replace(missing_keys=[])
         super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
+
+
+# -- names transformers knows -----------------------------------------------------------------
+
+
+def reporting_integrations() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every tracker ``report_to`` can name, the ones installed here): transformers' registry
+    ``INTEGRATION_TO_CALLBACK`` (not exported) and ``get_available_reporting_integrations``."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return tuple(sorted(INTEGRATION_TO_CALLBACK)), tuple(get_available_reporting_integrations())
+
+
+def attention_implementations() -> tuple[str, ...]:
+    """The ``attn_implementation`` names of this transformers: eager (built into every model)
+    and the registered kernels (``ALL_ATTENTION_FUNCTIONS`` in ``modeling_utils``)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ("eager", *sorted(ALL_ATTENTION_FUNCTIONS.valid_keys()))

@@ -70,7 +70,7 @@ def _option(f: Field, hint: Any, optional: bool = False) -> Callable[[F], F]:
     elif base is tuple or get_origin(base) is tuple:
         # A tuple of names is typed as "a,b,c" and split back into the tuple.
         kwargs.setdefault("default", ",".join(default))
-        kwargs.setdefault("callback", _split_commas)
+        kwargs.setdefault("callback", split_commas)
     else:
         kwargs.setdefault("default", default)
     if base is bool and not any("/" in d for d in declarations):
@@ -95,7 +95,7 @@ def _without_none(hint: Any) -> Any:
     return hint
 
 
-def _split_commas(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+def split_commas(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value

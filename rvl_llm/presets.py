@@ -29,6 +29,13 @@ TOKENIZER_FILES = (
     "spiece.model",
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where the presets' relative folders (the sample models) are found: this variable, else the
+# project checkout rvl_llm runs from (an installed copy has no sample/ beside it).
+HOME_VARIABLE = "RVL_LLM_HOME"
+
+
+def samples_root() -> Path:
+    return Path(os.environ.get(HOME_VARIABLE) or PROJECT_ROOT).expanduser()
 
 
 @dataclass(frozen=True)
@@ -94,14 +101,16 @@ def resolve_model(spec: str) -> ModelSource:
     presets = load_presets()
     if spec in presets:
         preset = presets[spec]
-        local = _local_folder(preset.model)
-        if local is not None:
-            return ModelSource(spec, str(local), True, preset)
         if _looks_local(preset.model):
-            raise RvlError(
-                f"--model {spec}: the preset's folder {preset.model} does not exist; "
-                "build it with `make sample`"
-            )
+            # A preset's folder belongs to the project, not to wherever the command runs.
+            folder = (samples_root() / preset.model).resolve()
+            if not folder.is_dir():
+                raise RvlError(
+                    f"--model {spec}: the preset's folder {folder} does not exist; build it "
+                    f"with `make sample`, or set {HOME_VARIABLE} to the folder that holds "
+                    f"{preset.model}"
+                )
+            return ModelSource(spec, str(folder), True, preset)
         return ModelSource(spec, preset.model, False, preset)
     local = _local_folder(spec)
     if local is not None:

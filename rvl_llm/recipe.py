@@ -38,8 +38,11 @@ RECIPE_VERSION = 3
 LATER_FIELDS = ("exported",)
 EXPORT_DTYPES = ("bf16", "fp16", "fp32")
 SAVE_CHOICES = ("never", "end", "epoch")
-REPORT_TO = ("none", "wandb", "tensorboard")
-MIXED_PRECISION = ("fp16", "bf16", "auto")
+# "fp32" and "no" turn autocast off; None is how version-2 recipes wrote fp32.
+MIXED_PRECISION = ("auto", "bf16", "fp16", "fp32", "no")
+# Optimiser and schedule defaults: what ran before they were options.
+DEFAULT_OPTIM = "adamw_torch_fused"  # transformers' default
+DEFAULT_SCHEDULER = "cosine"
 DEFAULT_LR = 1e-4  # when neither --lr nor the preset says
 DEFAULT_TRAINABLE = "qlora"  # when neither --trainable nor the preset says
 BARE_FLAG = ""  # --set-pad-token given without a value
@@ -61,11 +64,11 @@ class TrainSettings:
     lora_rank: int = field(default=4, metadata=cli("-r", "--lora-rank"))
     lora_alpha: int = field(default=8, metadata=cli("-a", "--lora-alpha"))
     lora_dropout: float = field(default=0.2, metadata=cli("--lora-dropout"))
-    # None: fp32; "auto": bf16 where supported, else fp16
-    mixed_precision: str | None = field(default=None, metadata=cli(
+    # "auto": bf16 on a CUDA GPU that has it, else fp16; fp32 on CPU (rvl_llm.train.model).
+    mixed_precision: str | None = field(default="auto", metadata=cli(
         "--mixed-precision", type=click.Choice(MIXED_PRECISION), is_flag=False,
-        flag_value="auto", help="Autocast dtype; bare flag: auto "
-        "(bf16 where supported, else fp16) [fp32]."))
+        flag_value="auto", help="Autocast dtype; auto: bf16 on a GPU that supports it, else "
+        "fp16; fp32 on CPU. fp32 or no: off. Bare flag: auto."))
     # None: keep the tokenizer's pad token (or pick one if it has none); BARE_FLAG: pick one
     # (the preset's, else unk, else eos) even if it has one; else that token.
     set_pad_token: str | None = field(default=None, metadata=cli(
@@ -75,7 +78,23 @@ class TrainSettings:
         "--split-model", help="Spread the layers over all visible GPUs (single process only)."))
     save: str = field(default="epoch", metadata=cli(
         "--save", type=click.Choice(SAVE_CHOICES),
-        help="Checkpoints: each epoch, one at the end, or never (final/ is always written)."))
+        help="Checkpoints: each epoch (or each --save-steps / --eval-steps), one at the end, "
+        "or never (final/ is always written)."))
+    eval_steps: int | None = field(default=None, metadata=cli(
+        "--eval-steps", metavar="N", help="Validate every N optimiser steps (and at the end), "
+        "not each epoch; with --save epoch, checkpoints follow [each epoch]."))
+    save_steps: int | None = field(default=None, metadata=cli(
+        "--save-steps", metavar="N", help="A checkpoint every N optimiser steps; validation "
+        "follows unless --eval-steps says (N must be a multiple of it) [each epoch]."))
+    save_total_limit: int = field(default=2, metadata=cli(
+        "--save-total-limit", metavar="N", help="Checkpoints kept: the newest and the most "
+        "accurate always, older ones deleted; 0 keeps all."))
+    max_steps: int | None = field(default=None, metadata=cli(
+        "--max-steps", metavar="N", help="Stop after N optimiser steps (overrides "
+        "--num-epochs; for smoke runs)."))
+    early_stopping_patience: int | None = field(default=None, metadata=cli(
+        "--early-stopping-patience", metavar="N",
+        help="Stop after N validations without a better accuracy [off]."))
     unsloth: bool = field(default=False, metadata=cli(
         "--unsloth", help="Load and train with unsloth (CUDA GPU)."))
     seed: int = field(default=1234, metadata=cli("--seed"))
@@ -85,17 +104,51 @@ class TrainSettings:
         "--gradient-checkpointing",
         help="Recompute activations in the backward pass: less memory, slower."))
     report_to: str = field(default="none", metadata=cli(
-        "--report-to", type=click.Choice(REPORT_TO)))
+        "--report-to", metavar="NAME[,NAME]", help="Experiment trackers: any installed "
+        "integration of transformers (wandb, tensorboard, mlflow, ...), all, or none."))
+    warmup_ratio: float = field(default=0.1, metadata=cli(
+        "--warmup-ratio", help="Linear warmup over this fraction of all optimiser steps."))
+    lr_scheduler: str = field(default=DEFAULT_SCHEDULER, metadata=cli(
+        "--lr-scheduler", help="The Trainer's schedule (SchedulerType): linear, cosine, "
+        "constant_with_warmup, ..."))
+    max_grad_norm: float = field(default=0.3, metadata=cli(  # the QLoRA paper's clipping
+        "--max-grad-norm", help="Clip the gradient norm to this; 0: no clipping."))
+    logging_steps: int = field(default=10, metadata=cli(
+        "--logging-steps", metavar="N", help="Log loss and learning rate every N steps."))
+    optim: str = field(default=DEFAULT_OPTIM, metadata=cli(
+        "--optim", help="The Trainer's optimiser (OptimizerNames): adamw_torch, "
+        "adamw_8bit, paged_adamw_8bit, adafactor, ..."))
+    # None: transformers' choice for the model (sdpa where it can).
+    attn_implementation: str | None = field(default=None, metadata=cli(
+        "--attn-implementation", help="Attention kernel: eager, sdpa, flash_attention_2, ... "
+        "[transformers' default]."))
+    # None: torch's setting, untouched.
+    tf32: bool | None = field(default=None, metadata=cli(
+        "--tf32/--no-tf32", help="TF32 matmuls on Ampere or newer CUDA GPUs [torch's setting]."))
+    # Any other TrainingArguments field, "KEY=VALUE", parsed by the field's type when training
+    # starts (rvl_llm.train.arguments), so a recipe reads under any transformers.
+    trainer_args: tuple[str, ...] = field(default=(), metadata=cli(
+        # default=(): click's repeatable option wants a tuple (options.py writes "" for tuples)
+        "--trainer-arg", multiple=True, default=(), show_default=False, metavar="KEY=VALUE",
+        help="Any other TrainingArguments field (repeatable), e.g. dataloader_num_workers=4."))
 
     def __post_init__(self) -> None:
+        """Checks that hold on any machine and transformers version; the names transformers
+        knows (optimisers, schedules, trackers, --trainer-arg keys) are checked when training
+        starts, so a recipe stays readable elsewhere (rvl_llm.train.arguments)."""
         positive = {
             "--batch-size": self.batch_size,
             "--num-epochs": self.num_epochs,
             "--lora-rank": self.lora_rank,
             "--gradient-accumulation": self.gradient_accumulation,
+            "--logging-steps": self.logging_steps,
+            "--eval-steps": self.eval_steps,
+            "--save-steps": self.save_steps,
+            "--max-steps": self.max_steps,
+            "--early-stopping-patience": self.early_stopping_patience,
         }
         for option, value in positive.items():
-            if value < 1:
+            if value is not None and value < 1:
                 raise RvlError(f"{option} {value}: must be a positive whole number")
         if self.lr is not None and not self.lr > 0:
             raise RvlError(f"--lr {self.lr}: must be a positive number")
@@ -103,16 +156,63 @@ class TrainSettings:
             raise RvlError(f"--weight-decay {self.weight_decay}: must not be negative")
         if not 0 <= self.lora_dropout < 1:
             raise RvlError(f"--lora-dropout {self.lora_dropout}: must be in [0, 1)")
+        if not 0 <= self.warmup_ratio < 1:  # transformers reads 1 or more as a step count
+            raise RvlError(f"--warmup-ratio {self.warmup_ratio}: must be in [0, 1)")
+        if not self.max_grad_norm >= 0:
+            raise RvlError(f"--max-grad-norm {self.max_grad_norm}: must not be negative "
+                           "(0: no clipping)")
+        if self.save_total_limit < 0:
+            raise RvlError(f"--save-total-limit {self.save_total_limit}: must not be negative "
+                           "(0 keeps every checkpoint)")
         choices = (
             ("--trainable", self.trainable, (None, *TRAINABLE_MODES)),
             ("--mixed-precision", self.mixed_precision, (None, *MIXED_PRECISION)),
             ("--save", self.save, SAVE_CHOICES),
-            ("--report-to", self.report_to, REPORT_TO),
         )
         for option, value, allowed in choices:
             if value not in allowed:
                 shown = ", ".join(a for a in allowed if a is not None)
                 raise RvlError(f"{option} {value}: choose from {shown}")
+        self._check_schedule()
+        names = {"--report-to": self.report_to, "--lr-scheduler": self.lr_scheduler,
+                 "--optim": self.optim, "--attn-implementation": self.attn_implementation}
+        for option, value in names.items():
+            if value is not None and (not value.strip() or value != value.strip()):
+                raise RvlError(f"{option} {value!r}: must be a name")
+        trackers = [name.strip() for name in self.report_to.split(",")]
+        if "" in trackers or (len(trackers) > 1 and {"none", "all"} & set(trackers)):
+            raise RvlError(f"--report-to {self.report_to}: one name or names joined by commas; "
+                           "none and all stand alone")
+        keys: set[str] = set()
+        for item in self.trainer_args:
+            key, equals, _ = item.partition("=")
+            if not equals or not key.strip().isidentifier():
+                raise RvlError(f"--trainer-arg {item}: must be KEY=VALUE, KEY a field of "
+                               "transformers' TrainingArguments")
+            if key.strip() in keys:
+                raise RvlError(f"--trainer-arg {key.strip()}: given twice")
+            keys.add(key.strip())
+
+    def _check_schedule(self) -> None:
+        """Validation and checkpoints go together, so final/ can go back to the best one."""
+        if self.save_steps is not None and self.save != "epoch":
+            raise RvlError(f"--save-steps {self.save_steps}: saves every N steps, --save "
+                           f"{self.save} asks otherwise; choose one")
+        if (self.save_steps is not None and self.eval_steps is not None
+                and self.save_steps % self.eval_steps):
+            raise RvlError(f"--save-steps {self.save_steps}: must be a multiple of --eval-steps "
+                           f"{self.eval_steps} (a checkpoint at a validation)")
+
+    @property
+    def eval_every(self) -> int | None:
+        """Optimiser steps between validations; None: each epoch. --save-steps alone sets it."""
+        return self.eval_steps or self.save_steps
+
+    @property
+    def save_every(self) -> int | None:
+        """Optimiser steps between checkpoints (--save epoch); None: each epoch. --eval-steps
+        alone sets it, so every validation has a checkpoint to go back to."""
+        return self.save_steps or self.eval_steps
 
 
 @dataclass(frozen=True)
@@ -235,7 +335,15 @@ OLDEST_READABLE = 2
 ADDED_IN: dict[int, dict[str, tuple[type, tuple[str, ...]]]] = {
     3: {"data": (PrepareConfig, ("data_format", "data_files", "text_column", "label_column",
                                  "id_column", "train_size", "train_per_class", "subset_seed",
-                                 "split_file"))},
+                                 "split_file")),
+        "settings": (TrainSettings, ("eval_steps", "save_steps", "save_total_limit", "max_steps",
+                                     "early_stopping_patience", "warmup_ratio", "lr_scheduler",
+                                     "max_grad_norm", "logging_steps", "optim",
+                                     "attn_implementation", "tf32", "trainer_args"))},
+}
+# Added settings whose default is not what the older version did: the value it did.
+OLDER_VALUES: dict[int, dict[str, dict[str, Any]]] = {
+    3: {"settings": {"save_total_limit": 0}},  # version 2 kept every checkpoint
 }
 
 
@@ -251,5 +359,6 @@ def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
                 continue  # reported as a bad recipe by from_json
             defaults = {f.name: to_json(field_default(f)) for f in fields(config)
                         if f.name in names}
-            data[part] = {**defaults, **data[part]}
+            older = OLDER_VALUES.get(later, {}).get(part, {})
+            data[part] = {**defaults, **older, **data[part]}
     return data

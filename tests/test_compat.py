@@ -120,3 +120,18 @@ def test_close_progress_bars_closes_what_progress_callback_opened(tmp_path: Path
     assert progress.training_bar is not None
     compat.close_progress_bars(trainer)
     assert progress.training_bar is None
+
+
+def test_reporting_integrations_come_from_the_registry() -> None:
+    from rvl_llm.compat import reporting_integrations
+
+    known, installed = reporting_integrations()
+    assert {"wandb", "tensorboard", "mlflow"} <= set(known)
+    assert set(installed) <= set(known)
+
+
+def test_attention_implementations_name_eager_and_sdpa() -> None:
+    from rvl_llm.compat import attention_implementations
+
+    names = attention_implementations()
+    assert {"eager", "sdpa", "flash_attention_2"} <= set(names)

@@ -581,3 +581,40 @@ def test_builds_are_byte_for_byte_reproducible(env: Env) -> None:
         ]
 
 
+
+
+def test_a_folder_keeps_the_key_it_always_had(env: Env) -> None:
+    """The settings and key of a folder without the table options, written out by hand: other
+    data sources must not change the key of an entry prepared before they existed."""
+    import hashlib
+
+    for i, path in enumerate(sorted(env.data.iterdir())):
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000 + i))
+    m = run_prepare(env.cfg()).manifest
+    digest = hashlib.sha256()
+    for split in sorted(SPLITS):
+        for path in sorted(env.data.resolve().glob(f"{split}_*.json")):
+            stat = path.stat()
+            digest.update(f"{split}\t{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    expected = {
+        "format_version": 2,
+        "mode": "generative",
+        "max_len": MAX_LEN,
+        "response_template": DEFAULT_RESPONSE_TEMPLATE,
+        "labels": list(RVL_CDIP_CLASSES),
+        "tokenizer": {n: cache.file_sha256(env.tokenizer / n) for n in TOKENIZER_FILES
+                      if (env.tokenizer / n).is_file()},
+        "data": {
+            "dir": str(env.data.resolve()),
+            "prefixes": {"train": "train_", "validation": "validation_", "test": "test_"},
+            "suffix": "_aws",
+            "files": {"train": 4, "validation": 4, "test": 4},
+            "fingerprint": digest.hexdigest(),
+        },
+        "source": {"model": str(env.tokenizer), "location": str(env.tokenizer.resolve())},
+    }
+    assert json.dumps(m.settings) == json.dumps(expected)  # same keys, same order
+    keyed = {k: expected[k] for k in ("format_version", "mode", "max_len", "response_template",
+                                      "labels", "tokenizer", "data")}
+    assert m.key == hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
+    assert "selection" not in json.loads((m.root / "manifest.json").read_text())["splits"]["train"]

@@ -115,7 +115,7 @@ def test_every_option_default_is_the_field_default(command: click.Command,
                 continue
             option = params[f.name]
             default = field_default(f)
-            if isinstance(default, tuple):
+            if isinstance(default, tuple) and not option.multiple:  # typed as "a,b,c"
                 default = ",".join(default)
             if option.required:
                 assert default is MISSING, f"{command.name} {f.name}"
@@ -134,8 +134,9 @@ def test_train_flags_fill_the_nested_configs(tmp_path: Path) -> None:
 
 
 def test_a_version_2_recipe_reads_with_the_settings_added_since(tmp_path: Path) -> None:
-    """Checkpoints trained before data sources and subsets existed still load: the prepare
-    settings added since take their defaults, which reproduce what version 2 did."""
+    """Checkpoints trained before data sources, subsets and the Trainer's knobs existed still
+    load: the settings added since take their defaults, which reproduce what version 2 did, or
+    the value version 2 had where the default differs (it kept every checkpoint)."""
     import json
 
     from rvl_llm.recipe import ADDED_IN
@@ -143,15 +144,22 @@ def test_a_version_2_recipe_reads_with_the_settings_added_since(tmp_path: Path) 
     recipe = Recipe(
         run_name="old", model="m", model_location="/m",
         data=PrepareConfig(data_dir=tmp_path, model="/m", labels=("a", "b")),
-        settings=TrainSettings(trainable="full"), pad_token="<p>", lora_targets="all-linear",
-        quantization=None, mixed_precision=None, cache_key="k", versions={}, command="c")
+        settings=TrainSettings(trainable="full", mixed_precision=None), pad_token="<p>",
+        lora_targets="all-linear", quantization=None, mixed_precision=None, cache_key="k",
+        versions={}, command="c")
     recipe.write(tmp_path)
     data = json.loads((tmp_path / "recipe.json").read_text())
     data["recipe_version"] = 2
-    for name in ADDED_IN[3]["data"][1]:
-        del data["data"][name]
+    for part in ("data", "settings"):
+        for name in ADDED_IN[3][part][1]:
+            del data[part][name]
     (tmp_path / "recipe.json").write_text(json.dumps(data))
-    assert Recipe.read(tmp_path) == recipe
+    old = Recipe.read(tmp_path)
+    assert old == replace(recipe, settings=replace(recipe.settings, save_total_limit=0))
+    # fp32 was the default then, written as null: the new default (auto) does not replace it
+    assert old.settings.mixed_precision is None
+    assert (old.settings.lr_scheduler, old.settings.warmup_ratio, old.settings.max_grad_norm,
+            old.settings.logging_steps) == ("cosine", 0.1, 0.3, 10)
     data["recipe_version"] = 1
     (tmp_path / "recipe.json").write_text(json.dumps(data))
     with pytest.raises(RvlError, match="recipe version 1"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import statistics
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 
-from rvl_llm.sample import corpus
+from rvl_llm.labels import RVL_CDIP_CLASSES
+from rvl_llm.pipeline.corpus import document_file_name, parse_label
+from rvl_llm.pipeline.manifest import SPLITS
+from rvl_llm.sample import corpus, templates
 from rvl_llm.sample import models as sample_models
 
 MODEL_NAMES = ("tiny-mistral", "tiny-llama3")
@@ -70,8 +75,170 @@ def test_file_names_round_trip() -> None:
     name = corpus.corpus_file_name("train", 13, 13)
     assert name == "train_0013_13_aws.json"
     assert corpus.parse_corpus_file_name(name) == ("train", 13, 13)
+    assert corpus.parse_corpus_file_name("validation_0159_7_aws.json") == ("validation", 159, 7)
     with pytest.raises(ValueError):
         corpus.parse_corpus_file_name("train_0013.json")
+    assert tuple(corpus.FILE_PREFIXES) == SPLITS  # the pipeline's splits, its default prefixes
+
+
+@pytest.mark.parametrize(
+    ("prefix", "stem", "label", "suffix"),
+    [
+        ("train_", "0000", 13, "_aws"),
+        ("test_", "scan_07_page_2", 0, "_aws"),  # numbers in the stem are not the label
+        ("validation_", "a", 15, ""),
+        ("dev-", "x_y", 120, "_ocr"),
+    ],
+)
+def test_document_file_name_is_read_back_by_parse_label(
+    prefix: str, stem: str, label: int, suffix: str
+) -> None:
+    name = document_file_name(prefix, stem, label, suffix)
+    assert name.startswith(prefix) and name.endswith(f"{suffix}.json")
+    assert parse_label(name, prefix, suffix) == label
+
+
+# sha256 over (name, bytes) of write_corpus(per_class={"train": 2, "test": 1}, seed=3) as the
+# corpus was generated before the class descriptions moved from Python code to TOML.
+SMALL_CORPUS_SHA256 = "91f6d83537ab4e0ca15ef67412201b6a593bfca017e1e68c7c173e4936cebb47"
+
+
+def test_corpus_bytes_are_pinned(tmp_path: Path) -> None:
+    corpus.write_corpus(tmp_path, per_class={"train": 2, "test": 1}, seed=3)
+    digest = hashlib.sha256()
+    for path in sorted(tmp_path.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    assert digest.hexdigest() == SMALL_CORPUS_SHA256
+
+
+def _check_tables_match_folder(folder: Path, jsonl: Path, parquet: Path) -> None:
+    """Each table row is the folder's document: same id, text and label, in file order."""
+    import pyarrow.parquet as pq
+
+    files = _read_corpus(folder)
+    order = {split: i for i, split in enumerate(SPLITS)}
+    expected = sorted(
+        (corpus.parse_corpus_file_name(name), record) for name, record in files.items()
+    )
+    expected.sort(key=lambda item: (order[item[0][0]], item[0][1]))
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").split("\n")[:-1]]
+    table = pq.read_table(parquet)
+    assert table.column_names == ["id", "split", "label", "ocr"]
+    assert str(table.schema.field("label").type) == "int64"
+    columns = table.to_pydict()
+    assert len(rows) == len(expected) == table.num_rows
+    for i, ((split, _index, label), record) in enumerate(expected):
+        assert rows[i] == {
+            "id": record["id"], "split": split, "label": RVL_CDIP_CLASSES[label],
+            "ocr": record["ocr"],
+        }
+        assert (columns["id"][i], columns["split"][i]) == (record["id"], split)
+        assert (columns["label"][i], columns["ocr"][i]) == (label, record["ocr"])
+
+
+def test_jsonl_and_parquet_rows_equal_the_folders_files(tmp_path: Path) -> None:
+    documents = corpus.corpus_documents(per_class={"train": 2, "validation": 1, "test": 1})
+    assert corpus.write_documents(tmp_path / "data", documents) == {
+        "train": 32, "validation": 16, "test": 16,
+    }
+    assert corpus.write_jsonl(tmp_path / "data.jsonl", documents) == 64
+    assert corpus.write_parquet(tmp_path / "data.parquet", documents) == 64
+    _check_tables_match_folder(
+        tmp_path / "data", tmp_path / "data.jsonl", tmp_path / "data.parquet"
+    )
+    # One row a line even for readers that split at every Unicode line break.
+    lines = (tmp_path / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 64
+
+
+def test_sample_world_tables_equal_its_folder(sample_root: Path) -> None:
+    jsonl = sample_root / sample_models.JSONL_NAME
+    if not jsonl.exists():
+        pytest.skip("the sample world in use predates data.jsonl and data.parquet")
+    _check_tables_match_folder(
+        sample_root / "data", jsonl, sample_root / sample_models.PARQUET_NAME
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The class descriptions (classes.toml, words.toml) and their template language
+# ------------------------------------------------------------------------------------------
+
+
+def test_shipped_class_descriptions_read() -> None:
+    spec = corpus.read_corpus_spec()
+    assert [c.name for c in spec.classes] == list(RVL_CDIP_CLASSES)
+    assert all(c.keywords and c.header and c.block and c.footer for c in spec.classes)
+    raw = tomllib.loads(corpus.CLASSES_FILE.read_text(encoding="utf-8"))
+    assert set(raw["classes"]) == set(RVL_CDIP_CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ("[classes.memo]", "extra = 1", r"unknown keys \['extra'\]"),
+        ("[classes.memo.parts]", "signed = { when = 0.5 }", "expected a list of steps"),
+        ("[classes.memo.parts]", "signed = [{ when = 0.5, than = [] }]", "unknown step keys"),
+        ("[classes.memo.parts]", 'signed = ["{no_such_table}"]', "unknown name 'no_such_table'"),
+        ("[classes.memo.parts]", 'signed = ["{open(1)}"]', "unknown piece"),
+        ("[classes.memo.parts]", 'signed = ["{name.__class__}"]', "not allowed"),
+        ("[classes.memo.parts]", 'signed = ["{title_phrase(name, 2)}"]', "must name a word"),
+        ("[classes.memo.parts]", 'signed = ["{n"]', "unclosed slot"),
+        ("[classes.memo.parts]", 'signed = [{ let = { months = "{year}" } }]', "also table"),
+        ("[classes.memo.parts]", 'signed = [{ part = "nowhere" }]', "no part named"),
+        ("[classes.memo.tables]", 'filler = "a b"', "defined twice"),
+    ],
+)
+def test_class_description_mistakes_fail_loudly(
+    tmp_path: Path, section: str, line: str, message: str
+) -> None:
+    text = corpus.CLASSES_FILE.read_text(encoding="utf-8")
+    assert text.count(section + "\n") == 1
+    classes = tmp_path / "classes.toml"
+    classes.write_text(text.replace(section + "\n", f"{section}\n{line}\n"), encoding="utf-8")
+    with pytest.raises(templates.CorpusSpecError, match=message):
+        corpus.read_corpus_spec(corpus.WORDS_FILE, classes)
+
+
+def test_unknown_keys_in_words_toml_fail_loudly(tmp_path: Path) -> None:
+    words = tmp_path / "words.toml"
+    words.write_text(corpus.WORDS_FILE.read_text(encoding="utf-8") + "\n[extra]\nx = 1\n")
+    with pytest.raises(templates.CorpusSpecError, match=r"unknown keys \['extra'\]"):
+        corpus.read_corpus_spec(words, corpus.CLASSES_FILE)
+
+
+def _scope(**tables: tuple[str, ...]) -> templates.Scope:
+    return templates.Scope(tables, templates.make_pieces({}), frozenset({"n"}), "test")
+
+
+def test_templates_draw_in_written_order() -> None:
+    scope = _scope(colours=("red", "green", "blue"))
+    render = templates.compile_template(
+        "{int(1, 6)}-{colours} {uniform(0, 1):.{int(1, 3)}f} {n + 1:03d} {{x}}", scope
+    )
+    rng, reference = random.Random(5), random.Random(5)
+    a = templates.randint(reference, 1, 6)
+    colour = ("red", "green", "blue")[int(reference.random() * 3)]
+    value = reference.uniform(0, 1)
+    expected = f"{a}-{colour} {value:.{templates.randint(reference, 1, 3)}f} 042 {{x}}"
+    assert render(rng, {"n": 41}) == expected
+    assert rng.getstate() == reference.getstate()
+    raw = templates.compile_template("{n * 2}", scope, raw=True)
+    assert raw(rng, {"n": 21}) == 42  # a lone slot keeps its type
+
+
+def test_pick_line_renders_every_option_before_picking() -> None:
+    scope = _scope()
+    compiler = templates.PartCompiler(
+        {"part": [{"pick_line": ["a{int(1, 9)}", "b{int(1, 9)}"]}]}, scope
+    )
+    steps = compiler.part("part")
+    rng, reference = random.Random(3), random.Random(3)
+    lines: list[str] = []
+    templates.run_steps(steps, rng, {}, lines)
+    options = [f"a{templates.randint(reference, 1, 9)}", f"b{templates.randint(reference, 1, 9)}"]
+    assert lines == [templates.pick(reference, options)]
+    assert rng.getstate() == reference.getstate()
 
 
 def test_default_corpus_layout(sample_data: Path) -> None:

@@ -14,7 +14,12 @@ from rvl_llm.errors import RvlError
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline.manifest import IGNORE_INDEX
 from rvl_llm.pipeline.template import build_row
-from rvl_llm.pipeline.tokenize import build_template, encode_documents, special_tokens_around
+from rvl_llm.pipeline.tokenize import (
+    build_template,
+    encode_documents,
+    load_tokenizer_files,
+    special_tokens_around,
+)
 from rvl_llm.sample.corpus import generate_document
 
 TEMPLATES = ("\n\n### Classification:", " ### Classification:")
@@ -36,6 +41,17 @@ def generative(tok, response_template=TEMPLATES[0], max_len=512, labels=RVL_CDIP
 def test_the_tokenizers_scheme_puts_only_bos_before_a_text(tok) -> None:
     assert tok.bos is not None and tok.eos is not None
     assert special_tokens_around(tok.tokenizer) == ([tok.bos], [])
+
+
+def test_the_tokenizer_files_alone_give_the_same_scheme_and_template(tok) -> None:
+    files = load_tokenizer_files(tok.folder)  # no transformers: tokenizer.json and its config
+    assert (files.prefix, files.suffix) == ((tok.bos,), ())
+    assert (files.bos_token_id, files.eos_token_id) == (tok.bos, tok.eos)
+    for response_template in TEMPLATES:
+        assert build_template(
+            files, tok.encode, generative=True, response_template=response_template,
+            labels=RVL_CDIP_CLASSES, max_len=512,
+        ) == generative(tok, response_template)
 
 
 @pytest.mark.parametrize("response_template", TEMPLATES, ids=["default", "leading-space"])

@@ -159,7 +159,7 @@ def test_optional_value_flags_parse(workdir: Path, monkeypatch: pytest.MonkeyPat
         result = runner.invoke(main, ["train", "-d", "data", "--name", "r", "-m", "m", *args])
         assert result.exit_code == 0, result.output
     assert [(c.settings.set_pad_token, c.settings.mixed_precision) for c in seen] == [
-        ("", "auto"), ("<unk>", "bf16"), (None, None)]
+        ("", "auto"), ("<unk>", "bf16"), (None, "auto")]
     plain = seen[2].settings
     assert (plain.lr, plain.trainable, plain.batch_size, plain.num_epochs) == (None, None, 8, 10)
     assert seen[2].data.splits == ("train", "validation")  # training prepares these two only

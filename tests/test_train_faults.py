@@ -410,14 +410,17 @@ def test_relative_data_path_shares_the_cache_entry_and_the_recipe_is_absolute(
 # ---- a new prepare setting reaches train, eval and resume with no other edit --------------------
 
 # Fields whose values are constrained beyond their type.
-CONSTRAINED = {"splits": ("validation", "test"), "labels": ("alpha", "beta", "gamma")}
+CONSTRAINED = {"splits": ("validation", "test"), "labels": ("alpha", "beta", "gamma"),
+               "data_format": "jsonl", "data_files": ("train=t.jsonl",), "train_per_class": 3}
+# Left at their default because a field set above excludes them (--train-per-class).
+EXCLUDED = {"train_size"}
 
 
 def unlike_default(name: str, hint: Any, default: Any, tmp_path: Path) -> Any:
     """A valid value of that type, never the field's default."""
     if name in CONSTRAINED:
         return CONSTRAINED[name]
-    base = {bool | None: bool, Path | None: Path}.get(hint, hint)
+    base = {bool | None: bool, Path | None: Path, str | None: str}.get(hint, hint)
     if base is bool:
         return default is not True
     if base is int:
@@ -436,7 +439,7 @@ def prepare_values(tmp_path: Path, *, cli_only: bool = False) -> dict[str, Any]:
     hints = get_type_hints(PrepareConfig)
     values = {}
     for f in fields(PrepareConfig):
-        if cli_only and CLI_KEY not in f.metadata:
+        if (cli_only and CLI_KEY not in f.metadata) or f.name in EXCLUDED:
             continue
         default = f.default if f.default is not MISSING else None
         values[f.name] = unlike_default(f.name, hints[f.name], default, tmp_path)

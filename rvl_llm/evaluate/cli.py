@@ -9,12 +9,14 @@ from pathlib import Path
 
 import click
 
+from rvl_llm.config_file import config_file_option
 from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS, EvalConfig
 from rvl_llm.options import click_options
 from rvl_llm.pipeline.config import PrepareConfig
 
 
 @click.command("eval")
+@config_file_option
 @click_options(EvalConfig)
 @click_options(PrepareConfig, only=ZERO_SHOT_FIELDS, optional=True)
 def eval_command(**flags: object) -> None:
@@ -36,6 +38,7 @@ def eval_command(**flags: object) -> None:
 
 
 @click.command("report")
+@config_file_option
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def report_command(out_dir: Path) -> None:
     """Gather OUT_DIR/*-max-len/*/metrics.json into report.md, report.csv and a plot."""

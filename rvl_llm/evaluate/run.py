@@ -126,8 +126,7 @@ def zero_shot_subject(cfg: EvalConfig) -> Subject:
     from rvl_llm.presets import resolve_model
 
     assert cfg.zero_shot is not None
-    data = replace(cfg.zero_shot, data_dir=cfg.zero_shot.data_dir.resolve(),
-                   cache_dir=cfg.zero_shot.cache_dir.resolve())
+    data = cfg.zero_shot.resolved()
     source = resolve_model(data.model)
     source.check_model_files()
     source.tokenizer_dir()  # a hub model unreachable offline fails here, before any write
@@ -152,14 +151,14 @@ def eval_data(cfg: EvalConfig, recipe: Recipe) -> PrepareConfig:
     """The recipe's prepare settings as they are, with what an eval may change."""
     return replace(
         recipe.data,
-        data_dir=(cfg.data_dir or recipe.data.data_dir).resolve(),
-        cache_dir=(cfg.cache_dir or recipe.data.cache_dir).resolve(),
+        data_dir=cfg.data_dir or recipe.data.data_dir,
+        cache_dir=cfg.cache_dir or recipe.data.cache_dir,
         max_len=cfg.max_len or recipe.data.max_len,
         splits=(cfg.split,),
         skip_bad_files=recipe.data.skip_bad_files or cfg.skip_bad_files,
         trust_remote_code=cfg.trust_remote_code,  # the command's flag, never the recipe's
         progress=cfg.progress,
-    )
+    ).resolved()
 
 
 def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, state: Any,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from rvl_llm.config_file import config_file_option
 from rvl_llm.export.config import ExportConfig
 from rvl_llm.options import click_options
 
 
 @click.command("export")
+@config_file_option
 @click_options(ExportConfig)
 def export_command(**flags: object) -> None:
     """Write a checkpoint as a standalone Hugging Face model folder: weights (an adapter merged

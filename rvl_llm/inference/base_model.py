@@ -43,11 +43,15 @@ def load_base_model(
     quantization: Quantization | None,
     device_map: Any = None,
     trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
 ) -> Any:
-    """The pretrained model: causal LM, or sequence classifier with a new head for ``labels``."""
+    """The pretrained model: causal LM, or sequence classifier with a new head for ``labels``.
+    ``attn_implementation`` None: transformers' choice for the model."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "device_map": device_map}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if quantization is not None:
         from transformers import BitsAndBytesConfig
 

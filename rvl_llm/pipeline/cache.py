@@ -2,8 +2,10 @@
 
 The key hashes exactly the named settings that change the shards (``KEY_FIELDS``): the
 tokenizer's file contents (not its name), mode, template, max-len, label set, the shard format
-version and the input files (resolved path, size, mtime). Builds happen under a per-key file lock,
-so a second prepare of the same key waits and then finds the finished entry; a hit needs no lock.
+version, the source (its kind, column mapping and files: resolved path, size, mtime; or a
+``datasets`` fingerprint) and the subset selection when there is one. Builds happen under a
+per-key file lock, so a second prepare of the same key waits and then finds the finished entry; a
+hit needs no lock.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ KEY_FIELDS = (
     "tokenizer",
     "data",
 )
+# Hashed only when present: an entry prepared without subset flags keeps the key it always had.
+OPTIONAL_KEY_FIELDS = ("selection",)
 
 
 def file_sha256(path: Path) -> str:
@@ -68,6 +72,7 @@ def data_fingerprint(
 
 def cache_key(settings: dict[str, Any]) -> str:
     keyed = {k: settings[k] for k in KEY_FIELDS}
+    keyed |= {k: settings[k] for k in OPTIONAL_KEY_FIELDS if settings.get(k) is not None}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -1,9 +1,10 @@
-"""The per-chunk work of prepare: read files, tokenise prefixes, build rows.
+"""The per-chunk work of prepare: tokenise the documents a source reads, build rows.
 
 Both cores work: the Rust tokenizer encodes a whole chunk on every core (its batch call releases
-the GIL), while a reader thread parses the next chunk's JSON files. Measured on both sample
-tokenizers, the batch call on 2 cores ran 1.8-2.5x faster than a loop of single encodes, and
-without the start-up, tokenizer copies and pickling that worker processes cost.
+the GIL), while a reader thread reads the next chunk from the source (JSON files, record
+batches). Measured on both sample tokenizers, the batch call on 2 cores ran 1.8-2.5x faster than
+a loop of single encodes, and without the start-up, tokenizer copies and pickling that worker
+processes cost.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
-from rvl_llm.pipeline.corpus import BadFile, Document, SourceFile, read_document
 from rvl_llm.pipeline.manifest import TemplateIds
+from rvl_llm.pipeline.sources import Bad, DocChunk
 from rvl_llm.pipeline.template import Row, build_row
 from rvl_llm.pipeline.tokenize import EncodeBatch, encode_documents
 
@@ -31,31 +31,25 @@ class RowMeta:
 class Chunk:
     rows: list[Row]
     meta: list[RowMeta]
-    bad: list[tuple[Path, str]]  # files that could not be read, with the reason
+    bad: list[Bad]  # documents that could not be read: where (a path, or path:ROW), why
 
 
-def read_chunk(files: list[SourceFile]) -> tuple[list[Document], list[tuple[Path, str]]]:
-    docs, bad = [], []
-    for source in files:
-        try:
-            docs.append(read_document(source))
-        except BadFile as err:
-            bad.append((err.path, err.reason))
-    return docs, bad
+_END = object()
 
 
 def build_chunks(
-    files: list[SourceFile], chunk_size: int, encode: EncodeBatch, template: TemplateIds
+    doc_chunks: Iterator[DocChunk], encode: EncodeBatch, template: TemplateIds
 ) -> Iterator[Chunk]:
-    """Rows for ``files`` in order, a chunk at a time; one chunk is read ahead, no more, so
+    """Rows for the source's chunks in order; one chunk is read ahead in a thread, no more, so
     memory stays flat in corpus size."""
-    parts = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
     with ThreadPoolExecutor(max_workers=1) as reader:
-        ahead = reader.submit(read_chunk, parts[0]) if parts else None
-        for i in range(len(parts)):
-            assert ahead is not None
-            docs, bad = ahead.result()
-            ahead = reader.submit(read_chunk, parts[i + 1]) if i + 1 < len(parts) else None
+        ahead = reader.submit(next, doc_chunks, _END)
+        while True:
+            got = ahead.result()
+            if got is _END:
+                return
+            ahead = reader.submit(next, doc_chunks, _END)
+            docs, bad = got
             ids = encode_documents(encode, [d.text for d in docs], template.document_budget)
             rows = [build_row(t, d.label, template) for t, d in zip(ids, docs, strict=True)]
             meta = [RowMeta(d.doc_id, d.label, not d.text.strip(), d.replaced_utf8) for d in docs]

@@ -9,20 +9,26 @@ from pathlib import Path
 
 import click
 
+from rvl_llm.config_file import config_file_option
 from rvl_llm.options import click_options
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
 
+SHOWN_SKIPS = 50  # skipped files or rows printed one a line; the manifest lists them all
+
 
 @click.command("prepare")
+@config_file_option
 @click_options(PrepareConfig)
 def prepare_command(**flags: object) -> None:
     """Tokenise a corpus once into versioned Arrow shards; print the shard folder last."""
     from rvl_llm.pipeline.prepare import run_prepare
 
     result = run_prepare(PrepareConfig(**flags), log=lambda msg: click.echo(msg, err=True))  # type: ignore[arg-type]
-    for note in result.notes:
-        if note.startswith("skipped"):
-            click.echo(f"  {note}")
+    skips = [note for note in result.notes if note.startswith("skipped")]
+    for note in skips[:SHOWN_SKIPS]:
+        click.echo(f"  {note}")
+    if len(skips) > SHOWN_SKIPS:
+        click.echo(f"  ... and {len(skips) - SHOWN_SKIPS} more skipped (listed in the manifest)")
     for line in result.summary_lines():
         click.echo(line)
     click.echo(str(result.root))
@@ -34,6 +40,7 @@ def cache_group() -> None:
 
 
 @cache_group.command("ls")
+@config_file_option
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR)
 def cache_ls(cache_dir: Path) -> None:
     """List cache entries with their settings and sizes; exit 1 if any cannot be read."""
@@ -57,6 +64,7 @@ def cache_ls(cache_dir: Path) -> None:
 
 
 @cache_group.command("verify")
+@config_file_option
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR)
 def cache_verify(cache_dir: Path) -> None:
     """Check every shard's size and checksum; exit 1 if any is damaged or unreadable."""

@@ -8,7 +8,7 @@ with no other edit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -111,6 +111,18 @@ class PrepareConfig:
                 raise RvlError(f"--prefix-{a} {pa!r} and --prefix-{b} {pb!r} overlap: a file "
                                "could belong to both splits; choose prefixes that do not start "
                                "one another")
+
+    def resolved(self) -> PrepareConfig:
+        """The settings with every path made absolute (a dataset name ``hf:NAME`` stays as it
+        is): what a recipe records, so a checkpoint is evaluated the same from any folder."""
+        from rvl_llm.pipeline.sources import resolved_data
+
+        return replace(
+            self,
+            data_dir=resolved_data(self.data_dir),
+            cache_dir=self.cache_dir.resolve(),
+            split_file=self.split_file.resolve() if self.split_file else None,
+        )
 
     def label_names(self) -> tuple[str, ...]:
         if self.labels is not None:

@@ -131,3 +131,9 @@ def json_problem(err: json.JSONDecodeError, *, line: bool = True) -> str:
     if err.msg.endswith(" at"):
         return f"{err.msg} {where}"
     return f"{err.msg}, {where}"
+
+
+def document_file_name(prefix: str, stem: str, label: int, suffix: str) -> str:
+    """The name of one document's file, ``{prefix}{stem}_{label}{suffix}.json``, as
+    :func:`split_files` finds it (``prefix``) and :func:`parse_label` reads its label back."""
+    return f"{prefix}{stem}_{label}{suffix}.json"

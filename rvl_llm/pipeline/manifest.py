@@ -111,6 +111,7 @@ class SplitInfo:
     class_counts: dict[str, int]
     length: dict[str, float]  # token-length summary: min, mean, median, p90, p99, max
     seconds: float = 0.0
+    selection: dict[str, Any] | None = None  # a subset's keys, class counts, notes; None: all
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SplitInfo:
@@ -120,7 +121,10 @@ class SplitInfo:
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["selection"] is None:  # manifests without a subset read as before
+            del data["selection"]
+        return data
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""``run_prepare``: a corpus folder -> one verified cache entry with the requested splits.
+"""``run_prepare``: a corpus (OCR folder, table files, dataset) -> one verified cache entry with
+the requested splits.
 
-Read top to bottom: resolve labels, model and files; derive the key; when every requested split
+Read top to bottom: resolve model, source and labels; derive the key; when every requested split
 is in the entry and verifies, return it without locking or writing anything (a read-only cache
-serves hits). Otherwise, under the key's lock, reuse every split that verifies and build the
-others (tokeniser loaded only then), each into a temporary folder moved into place when complete,
-the manifest replaced last.
+serves hits). Otherwise, under the key's lock, reuse every split that verifies; list the others
+(keys and labels, bad entries refused before anything is written), select their documents, and
+build each (tokeniser loaded only then) from the selected documents alone, into a temporary
+folder moved into place when complete, the manifest replaced last.
 """
 
 from __future__ import annotations
@@ -22,12 +24,7 @@ from rvl_llm.errors import RvlError
 from rvl_llm.pipeline import cache
 from rvl_llm.pipeline.chunks import build_chunks
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.corpus import (
-    BadFile,
-    SourceFile,
-    scan_folder,
-    split_files,
-)
+from rvl_llm.pipeline.corpus import BadFile
 from rvl_llm.pipeline.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -37,7 +34,9 @@ from rvl_llm.pipeline.manifest import (
     SplitInfo,
     TemplateIds,
 )
+from rvl_llm.pipeline.selection import select_split, selection_settings
 from rvl_llm.pipeline.shards import ShardWriter
+from rvl_llm.pipeline.sources import Bad, Listing, Source, is_hub, open_source, resolved_data
 from rvl_llm.pipeline.tokenize import EncodeBatch
 from rvl_llm.presets import resolve_model
 
@@ -77,8 +76,7 @@ class PrepareResult:
 @dataclass(frozen=True)
 class _Inputs:
     labels: tuple[str, ...]
-    files: dict[str, list[SourceFile]]  # every split's files: all of them key the cache
-    bad_names: dict[str, list[tuple[Path, str]]]  # per split: bad names, labels, links
+    source: Source  # lists and reads the documents; its files key the cache
     tokenizer_dir: Path
     settings: dict[str, Any]
 
@@ -93,7 +91,7 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
     checked = _check_splits(manifest, cfg.splits)
     if manifest is not None and _all_verified(checked, cfg.splits):
         # A hit takes no lock and writes nothing: a read-only cache serves it.
-        _refuse_cached_skips(cfg, manifest, cfg.splits)
+        _refuse_cached_skips(cfg, inputs.source, manifest, cfg.splits)
         return PrepareResult(manifest, (), cfg.splits, time.perf_counter() - start)
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -108,7 +106,8 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
                 say(notes[-1])
         todo = [s for s in cfg.splits if s not in checked or checked[s] is not None]
         if manifest is not None:
-            _refuse_cached_skips(cfg, manifest, [s for s in cfg.splits if s not in todo])
+            _refuse_cached_skips(cfg, inputs.source, manifest,
+                                 [s for s in cfg.splits if s not in todo])
         if todo:
             manifest = _build(cfg, inputs, root, key, manifest, todo, notes, say)
     assert manifest is not None
@@ -127,13 +126,17 @@ def _all_verified(checked: dict[str, str | None], splits: Sequence[str]) -> bool
     return all(s in checked and checked[s] is None for s in splits)
 
 
-def _refuse_cached_skips(cfg: PrepareConfig, manifest: Manifest, reused: Sequence[str]) -> None:
-    """Shards that skipped files are reused only when this run skips bad files too."""
+def _refuse_cached_skips(
+    cfg: PrepareConfig, source: Source, manifest: Manifest, reused: Sequence[str]
+) -> None:
+    """Shards that skipped files or rows are reused only when this run skips them too."""
     skipped = [f for split in reused for f in manifest.splits[split].skipped_files]
     if skipped and not cfg.skip_bad_files:
+        folder = cfg.data_dir if not is_hub(cfg.data_dir) and cfg.data_dir.is_dir() else None
+        shown = folder / skipped[0].name if folder is not None else skipped[0].name
         raise RvlError(
-            f"{cfg.data_dir / skipped[0].name}: {skipped[0].reason} "
-            "(the cached shards skipped it: pass --skip-bad-files)"
+            f"{shown}: {skipped[0].reason} "
+            f"(the cached shards skipped it: pass {_skip_flag(source)})"
         )
 
 
@@ -153,66 +156,58 @@ def _reason(err: OSError) -> str:
 
 
 def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
-    labels = cfg.label_names()
-    source = resolve_model(cfg.model)
-    files, bad_names, fingerprint = _scan_splits(cfg, labels)
-    for split in cfg.splits:
-        if not files[split] and not bad_names[split]:
-            raise RvlError(
-                f"--data {cfg.data_dir}: no files for split {split!r} "
-                f"(expected {cfg.prefix(split)}*_<label>{cfg.suffix}.json)"
-            )
-        if bad_names[split] and not cfg.skip_bad_files:
-            path, reason = bad_names[split][0]
-            raise RvlError(f"{path}: {reason} (--skip-bad-files skips such files)")
-    tokenizer_dir = source.tokenizer_dir()
+    model = resolve_model(cfg.model)
+    source = open_source(cfg)
+    if source.unit == "files":  # a folder's listing is its scan: bad names stop even a hit
+        _list_splits(cfg, source, list(cfg.splits))
+    tokenizer_dir = model.tokenizer_dir()
     settings = {
         "format_version": FORMAT_VERSION,
         "mode": cfg.mode,
         "max_len": cfg.max_len,
         "response_template": cfg.response_template if cfg.generative else None,
-        "labels": list(labels),
+        "labels": list(source.labels),
         "tokenizer": cache.tokenizer_fingerprint(tokenizer_dir),
-        "data": {
-            "dir": str(cfg.data_dir.resolve()),
-            "prefixes": {s: cfg.prefix(s) for s in SPLITS},
-            "suffix": cfg.suffix,
-            "files": {s: len(files[s]) for s in SPLITS},
-            "fingerprint": fingerprint,
-        },
-        "source": {"model": cfg.model, "location": source.location},
+        "data": source.key_data(),
     }
-    return _Inputs(labels, files, bad_names, tokenizer_dir, settings)
+    selection = selection_settings(cfg)
+    if selection is not None:  # absent otherwise: entries without a subset keep their keys
+        settings["selection"] = selection
+    settings["source"] = {"model": cfg.model, "location": model.location}
+    return _Inputs(source.labels, source, tokenizer_dir, settings)
 
 
-def _scan_splits(
-    cfg: PrepareConfig, labels: Sequence[str]
-) -> tuple[dict[str, list[SourceFile]], dict[str, list[tuple[Path, str]]], str]:
-    """Every split's usable files, its bad ones and the fingerprint of them all.
-
-    The fingerprint covers every split, bad files included, before any is set aside: the key
-    must not depend on which splits are asked for, and a bad file that is fixed, added or
-    removed changes what the entry skipped."""
-    entries = scan_folder(cfg.data_dir)  # resolved paths: they key the cache
-    files, bad = {}, {}
-    for split in SPLITS:
-        files[split], bad[split] = split_files(entries, cfg.prefix(split), cfg.suffix)
-    fingerprint = cache.data_fingerprint(files, bad)
-    for split in SPLITS:
-        bad[split] += _label_problems(files[split], labels)
-        files[split] = [f for f in files[split] if f.label < len(labels)]
-    return files, bad, fingerprint
+def _list_splits(cfg: PrepareConfig, source: Source, todo: list[str]) -> dict[str, Listing]:
+    """Each split's documents (keys, labels); a bad one stops prepare here, before anything is
+    written or the tokenizer is loaded, unless the skip flag turns it into a listed skip."""
+    listings = source.list_splits(todo)
+    for split in todo:
+        if listings[split].bad and not cfg.skip_bad_files:
+            where, reason = listings[split].bad[0]
+            raise RvlError(f"{where}: {reason} {_skip_hint(source)}")
+    return listings
 
 
-def _label_problems(files: list[SourceFile], labels: Sequence[str]) -> list[tuple[Path, str]]:
-    return [
-        (
-            Path(f.path),
-            f"label {f.label} is outside the label set (0..{len(labels) - 1}, see --labels)",
-        )
-        for f in files
-        if f.label >= len(labels)
-    ]
+def _skip_flag(source: Source) -> str:
+    return "--skip-bad-files" if source.unit == "files" else "--skip-bad-rows"
+
+
+def _skip_hint(source: Source) -> str:
+    if source.unit == "files":
+        return "(--skip-bad-files skips such files)"
+    return "(--skip-bad-rows skips such rows)"
+
+
+def _skip_name(cfg: PrepareConfig, where: str) -> str:
+    """How the manifest names a bad file or row: a folder's file name, file:ROW for a table row
+    (relative to --data when it lies inside), hf:NAME[split]:ROW as it is."""
+    if is_hub(where):
+        return where
+    folder = resolved_data(cfg.data_dir)
+    if not folder.is_dir():
+        folder = folder.parent
+    path = Path(where)
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else path.name
 
 
 def _build(
@@ -227,12 +222,13 @@ def _build(
 ) -> Manifest:
     from rvl_llm.pipeline.rows import load_row_builder
 
+    listings = _list_splits(cfg, inputs.source, todo)
     builder = load_row_builder(replace(cfg, labels=inputs.labels), inputs.tokenizer_dir)
     encode, template = builder.encode, builder.template
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})
     for split in todo:
-        info = _build_split(cfg, inputs, split, encode, template, root)
+        info = _build_split(cfg, inputs, split, listings.pop(split), encode, template, root)
         notes.extend(f"skipped {s.name}: {s.reason}" for s in info.skipped_files)
         splits = {**manifest.splits, split: info}
         manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
@@ -250,6 +246,7 @@ def _build_split(
     cfg: PrepareConfig,
     inputs: _Inputs,
     split: str,
+    listing: Listing,
     encode: EncodeBatch,
     template: TemplateIds,
     root: Path,
@@ -257,21 +254,26 @@ def _build_split(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    files = inputs.files[split]
-    skipped = [SkippedFile(p.name, reason) for p, reason in inputs.bad_names[split]]
+    entries = listing.entries
+    keys, labels = [e.key for e in entries], [e.label for e in entries]
+    selection = select_split(split, keys, labels, cfg, inputs.labels)
+    if selection.indexes is not None:  # only the selected documents are read and tokenised
+        entries = [entries[i] for i in selection.indexes]
+    skipped = [_skipped(cfg, bad) for bad in listing.bad]
     try:
         folder = cache.temp_dir(root, split)
     except OSError as err:
         raise RvlError(f"--cache-dir {cfg.cache_dir}: cannot write ({_reason(err)})") from err
     writer = ShardWriter(folder, generative=cfg.generative, labels=inputs.labels)
     progress = None if cfg.progress is None else not cfg.progress
-    bar = tqdm(total=len(files), desc=f"prepare {split}", unit="doc", disable=progress)
+    bar = tqdm(total=len(entries), desc=f"prepare {split}", unit="doc", disable=progress)
     try:
-        for chunk in build_chunks(files, cfg.tokenize_batch, encode, template):
+        documents = inputs.source.read(split, entries, cfg.tokenize_batch)
+        for chunk in build_chunks(documents, encode, template):
             if chunk.bad and not cfg.skip_bad_files:
-                path, reason = chunk.bad[0]
-                raise BadFile(path, f"{reason} (--skip-bad-files skips such files)")
-            skipped += [SkippedFile(path.name, reason) for path, reason in chunk.bad]
+                where, reason = chunk.bad[0]
+                raise BadFile(where, f"{reason} {_skip_hint(inputs.source)}")
+            skipped += [_skipped(cfg, bad) for bad in chunk.bad]
             writer.write(chunk.rows, chunk.meta)
             bar.update(len(chunk.rows) + len(chunk.bad))
         shards = writer.close()
@@ -297,4 +299,10 @@ def _build_split(
         class_counts=writer.named_class_counts(),
         length=writer.length_summary(),
         seconds=round(time.perf_counter() - start, 3),
+        selection=selection.info,
     )
+
+
+def _skipped(cfg: PrepareConfig, bad: Bad) -> SkippedFile:
+    where, reason = bad
+    return SkippedFile(_skip_name(cfg, where), reason)

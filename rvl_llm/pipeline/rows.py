@@ -15,7 +15,7 @@ from typing import Any
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.template import Row, build_row
-from rvl_llm.pipeline.tokenize import EncodeBatch, encode_documents
+from rvl_llm.pipeline.tokenize import EncodeBatch, Log, TokenizerFiles, encode_documents
 
 
 @dataclass(frozen=True)
@@ -29,19 +29,24 @@ class RowBuilder:
         return [build_row(document, None, self.template) for document in documents]
 
 
-def load_row_builder(cfg: PrepareConfig, tokenizer_dir: Path) -> RowBuilder:
+def load_row_builder(cfg: PrepareConfig, tokenizer_dir: Path, log: Log | None = None) -> RowBuilder:
     """The template and encoder ``cfg`` (mode, response template, labels, max-len) makes with
-    the tokenizer in ``tokenizer_dir``: what prepare builds its shards with."""
-    from rvl_llm.pipeline.tokenize import load_tokenizer
+    the tokenizer in ``tokenizer_dir``: what prepare builds its shards with. The tokenizer is
+    read from its files without transformers or torch where they allow (``log`` says if not)."""
+    from rvl_llm.pipeline.tokenize import load_tokenizer_files
 
-    return row_builder(cfg, load_tokenizer(tokenizer_dir, trust_remote_code=cfg.trust_remote_code))
+    files = load_tokenizer_files(tokenizer_dir, trust_remote_code=cfg.trust_remote_code, log=log)
+    return row_builder(cfg, files)
 
 
-def row_builder(cfg: PrepareConfig, tokenizer: Any) -> RowBuilder:
-    """``load_row_builder`` for a tokenizer already loaded (a checkpoint's)."""
-    from rvl_llm.pipeline.tokenize import backend_from_json, batch_encoder, build_template
+def row_builder(cfg: PrepareConfig, tokenizer: TokenizerFiles | Any) -> RowBuilder:
+    """``load_row_builder`` for a tokenizer already loaded: ``TokenizerFiles``, or a
+    transformers tokenizer (a checkpoint's)."""
+    from rvl_llm.pipeline.tokenize import batch_encoder, build_template
 
-    encode = batch_encoder(backend_from_json(tokenizer.backend_tokenizer.to_str()))
+    if not isinstance(tokenizer, TokenizerFiles):
+        tokenizer = TokenizerFiles.from_transformers(tokenizer)
+    encode = batch_encoder(tokenizer.backend)
     template = build_template(
         tokenizer,
         encode,

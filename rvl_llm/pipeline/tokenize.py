@@ -1,4 +1,12 @@
-"""Tokenizer-facing pieces of prepare: segments of the template, and documents cut to a budget.
+"""Tokenizer-facing pieces of prepare: the tokenizer read from its own files, segments of the
+template, and documents cut to a budget.
+
+Prepare loads a tokenizer with the ``tokenizers`` library alone (``load_tokenizer_files``): the
+Rust tokenizer from tokenizer.json, BOS/EOS and the scheme's special tokens from
+tokenizer_config.json, as transformers 5 resolves them, in about 0.5 s instead of the 5 s that
+importing transformers and torch costs. Only a tokenizer without tokenizer.json, or whose files
+ask for something transformers alone does (remote code, tokens it would add), loads through
+transformers (``load_tokenizer``, which train and zero-shot eval use).
 
 Documents are tokenised only as far as the budget needs: a character prefix cut at whitespace,
 grown until it yields ``budget + SLACK`` tokens. Pre-tokenisers of BPE/SentencePiece/WordPiece
@@ -8,7 +16,9 @@ prove it on both sample tokenizers); the slack absorbs the last word's context.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +34,177 @@ CHARS_PER_TOKEN = 6  # first window: above the p99 of OCR text (Llama 3: 5.8, Mi
 # A plain word placed before a segment, so the segment tokenises as a continuation of text
 # (SentencePiece would otherwise prepend a word-start marker to it).
 _ANCHORS = ("a", "a ", "")
+_PROBE = "probe text"  # a text without special tokens: what the scheme adds around it shows
+# tokenizer_class values transformers 5 loads as TokenizersBackend, tokenizer.json as written.
+# Mistral's files name LlamaTokenizer, yet AutoTokenizer loads the Mistral model types the same way
+# (another class is registered for them; tests check it on the installed transformers). Any other
+# class may rebuild the backend from the vocabulary with its own pre-tokenizer (Llama 2's does).
+_GENERIC_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+_LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+_MISTRAL_TYPES = ("mistral", "mixtral", "ministral", "ministral3", "mistral3")
 
 EncodeBatch = Callable[[list[str]], list[list[int]]]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TokenizerFiles:
+    """What prepare and predict need of a tokenizer: its Rust backend, BOS/EOS and the ids its
+    scheme adds around a text. From ``load_tokenizer_files`` (no transformers) or
+    ``from_transformers`` (a tokenizer already loaded, e.g. a checkpoint's)."""
+
+    name: str  # the tokenizer's folder (transformers' name_or_path): errors name it
+    backend: Tokenizer = field(repr=False, compare=False)  # special-token text stays text
+    bos_token: str | None
+    bos_token_id: int | None
+    eos_token: str | None
+    eos_token_id: int | None
+    prefix: tuple[int, ...]  # ids the scheme puts before a text (BOS; CLS)
+    suffix: tuple[int, ...]  # ... and after it (SEP; an EOS some tokenizers append)
+    loaded_by: str  # "tokenizers", or "transformers (<why it was needed>)"
+
+    @classmethod
+    def from_transformers(cls, tokenizer: Any, loaded_by: str = "transformers") -> TokenizerFiles:
+        prefix, suffix = special_tokens_around(tokenizer)
+        return cls(
+            name=str(tokenizer.name_or_path),
+            backend=backend_from_json(tokenizer.backend_tokenizer.to_str()),
+            bos_token=tokenizer.bos_token,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token=tokenizer.eos_token,
+            eos_token_id=tokenizer.eos_token_id,
+            prefix=tuple(prefix),
+            suffix=tuple(suffix),
+            loaded_by=loaded_by,
+        )
+
+
+def load_tokenizer_files(
+    folder: Path, *, trust_remote_code: bool = False, log: Log | None = None
+) -> TokenizerFiles:
+    """The tokenizer in ``folder`` as transformers 5 would load it, read with ``tokenizers``
+    alone; through transformers only when the files need it (said in a log line)."""
+    config = _resolved_config(folder)
+    backend, reason = None, "no tokenizer.json, only a sentencepiece or vocabulary file"
+    if (folder / "tokenizer.json").is_file():
+        try:
+            backend = backend_from_json((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        except Exception as err:
+            raise RvlError(f"--model {folder}: cannot load its tokenizer ({err})") from err
+        reason = _needs_transformers(folder, config, backend)
+    if backend is None or reason is not None:
+        if log is not None:
+            log(f"tokenizer: {folder}: {reason}; loading it with transformers")
+        try:
+            tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code)
+        except RvlError as err:
+            raise RvlError(f"{err.message} [loaded with transformers: {reason}]") from err
+        return TokenizerFiles.from_transformers(tokenizer, f"transformers ({reason})")
+    bos, eos = _token_content(config.get("bos_token")), _token_content(config.get("eos_token"))
+    bos_id = None if bos is None else backend.token_to_id(bos)
+    eos_id = None if eos is None else backend.token_to_id(eos)
+    prefix, suffix = _scheme_ids(backend, str(folder))
+    return TokenizerFiles(str(folder), backend, bos, bos_id, eos, eos_id, tuple(prefix),
+                          tuple(suffix), "tokenizers")
+
+
+def _resolved_config(folder: Path) -> dict[str, Any]:
+    """tokenizer_config.json, with special_tokens_map.json over it where transformers 5 reads
+    that legacy file (a config without ``added_tokens_decoder``)."""
+    config = _read_json(folder / "tokenizer_config.json")
+    if "added_tokens_decoder" not in config:
+        config.update(_read_json(folder / "special_tokens_map.json"))
+    if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
+        config["extra_special_tokens"] = config.pop("additional_special_tokens")
+    return config
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RvlError(f"--model {path.parent}: cannot read {path.name} ({err})") from err
+    if not isinstance(value, dict):
+        raise RvlError(f"--model {path.parent}: {path.name} is not a JSON object")
+    return value
+
+
+def _token_content(value: Any) -> str | None:
+    """A special token as the config writes it: a string, or an AddedToken dict."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _needs_transformers(folder: Path, config: dict[str, Any], backend: Tokenizer) -> str | None:
+    """Why transformers must load these files (it would not use tokenizer.json as written, or
+    would add to it), or None."""
+    if "auto_map" in config:
+        return "tokenizer_config.json names remote code (auto_map)"
+    if config.get("fix_mistral_regex"):
+        return "tokenizer_config.json sets fix_mistral_regex"
+    if (folder / "tekken.json").is_file():
+        return "tekken.json (transformers may load it with mistral-common)"
+    reason = _class_reason(config.get("tokenizer_class"), _read_json(folder / "config.json"))
+    if reason is not None:
+        return reason
+    if "added_tokens_decoder" not in config and (folder / "added_tokens.json").is_file():
+        return "added_tokens.json (legacy added tokens, which transformers may add anew)"
+    # transformers adds every token the config names that tokenizer.json lacks (new ids), and
+    # re-adds a listed token whose flags differ: the documents' tokens would change.
+    added = {token.content: (i, token) for i, token in backend.get_added_tokens_decoder().items()}
+    named = [_token_content(v) for k, v in config.items() if k.endswith("_token")]
+    extra = config.get("extra_special_tokens") or []
+    named += [_token_content(v) for v in (extra.values() if isinstance(extra, dict) else extra)]
+    for token in named:
+        if token is not None and token not in added:
+            return f"tokenizer_config.json names {token!r}, not an added token of tokenizer.json"
+    for index, entry in (config.get("added_tokens_decoder") or {}).items():
+        content = _token_content(entry)
+        same = content in added and added[content][0] == int(index) and all(
+            getattr(added[content][1], flag) == value
+            for flag, value in entry.items() if flag not in ("content", "__type")
+        )
+        if not same:
+            return f"tokenizer_config.json's added token {index} differs from tokenizer.json's"
+    return None
+
+
+def _class_reason(tokenizer_class: str | None, model_config: dict[str, Any]) -> str | None:
+    """None where transformers 5 loads tokenizer.json as written (its TokenizersBackend class);
+    a model's own tokenizer class may rebuild the backend from the vocabulary instead."""
+    model_type = model_config.get("model_type")
+    if tokenizer_class in _GENERIC_CLASSES:
+        return None
+    if tokenizer_class is None and model_type is None:
+        return None
+    if tokenizer_class in _LLAMA_CLASSES and model_type in _MISTRAL_TYPES:
+        return None  # Mistral's LlamaTokenizer: the Mistral types are not registered to it
+    if tokenizer_class is None:
+        return f"no tokenizer_class: transformers picks model_type {model_type}'s own class"
+    return f"tokenizer_class {tokenizer_class}, which transformers may rebuild from its vocabulary"
+
+
+def _scheme_ids(backend: Tokenizer, name: str) -> tuple[list[int], list[int]]:
+    """The ids transformers 5 puts around a text: those of tokenizer.json's post-processor.
+    With a tokenizer.json, transformers drops tokenizer_config.json's add_bos_token and
+    add_eos_token before building the tokenizer (``_from_pretrained``, in an early 5.x and in
+    5.24 alike), so those flags never rewrite the post-processor (``update_post_processor``);
+    a file without one gets "$A", nothing around the text."""
+    with_specials = backend.encode(_PROBE, add_special_tokens=True).ids
+    plain = backend.encode(_PROBE, add_special_tokens=False).ids
+    return _split_around(with_specials, plain, name)
+
+
+def _split_around(
+    with_specials: list[int], plain: list[int], name: str
+) -> tuple[list[int], list[int]]:
+    for start in range(len(with_specials) - len(plain) + 1):
+        if with_specials[start : start + len(plain)] == plain:
+            return with_specials[:start], with_specials[start + len(plain) :]
+    raise RvlError(f"cannot tell the special tokens of tokenizer {name}")
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
@@ -78,18 +257,14 @@ def encode_segment(encode: EncodeBatch, text: str, after: str = "") -> list[int]
 
 
 def special_tokens_around(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer's own scheme puts before and after a text (BOS; CLS/SEP; ...)."""
-    probe = "probe text"
-    with_specials = tokenizer(probe)["input_ids"]
-    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    for start in range(len(with_specials) - len(plain) + 1):
-        if with_specials[start : start + len(plain)] == plain:
-            return with_specials[:start], with_specials[start + len(plain) :]
-    raise RvlError(f"cannot tell the special tokens of tokenizer {tokenizer.name_or_path}")
+    """The ids a transformers tokenizer's scheme puts before and after a text (BOS; CLS/SEP)."""
+    with_specials = tokenizer(_PROBE)["input_ids"]
+    plain = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+    return _split_around(with_specials, plain, tokenizer.name_or_path)
 
 
 def build_template(
-    tokenizer: Any,
+    tokenizer: TokenizerFiles | Any,
     encode: EncodeBatch,
     *,
     generative: bool,
@@ -97,15 +272,21 @@ def build_template(
     labels: Sequence[str],
     max_len: int,
 ) -> TemplateIds:
-    prefix, suffix = special_tokens_around(tokenizer)
+    """The template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes."""
+    if isinstance(tokenizer, TokenizerFiles):
+        model, eos_id = tokenizer.name, tokenizer.eos_token_id
+        prefix, suffix = list(tokenizer.prefix), list(tokenizer.suffix)
+    else:  # only the scheme is needed: no copy of its backend
+        model, eos_id = tokenizer.name_or_path, tokenizer.eos_token_id
+        prefix, suffix = special_tokens_around(tokenizer)
     if not generative:
         return make_template("classifier", max_len, prefix=prefix, suffix=suffix)
-    if tokenizer.eos_token_id is None:
-        raise RvlError(f"--model {tokenizer.name_or_path}: the tokenizer has no EOS token")
+    if eos_id is None:
+        raise RvlError(f"--model {model}: the tokenizer has no EOS token")
     directive = encode_segment(encode, response_template)
     completions = [
-        [*encode_segment(encode, " " + name, after=response_template), tokenizer.eos_token_id]
-        for name in labels
+        [*encode_segment(encode, " " + label, after=response_template), eos_id]
+        for label in labels
     ]
     # The generative prompt is BOS + document + directive: the scheme's trailing tokens (an EOS
     # some tokenizers append) would sit before the directive, so only the leading ones are kept.

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import click
 
+from rvl_llm.config_file import config_file_option
 from rvl_llm.options import click_options
 from rvl_llm.predict.config import PredictConfig
 
 
 @click.command("predict")
+@config_file_option
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click_options(PredictConfig)
 def predict_command(**flags: object) -> None:

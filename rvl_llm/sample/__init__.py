@@ -2,8 +2,12 @@
 
 ``python -m rvl_llm.sample --out sample`` writes
 
-* ``sample/data/``: a synthetic RVL-CDIP-like OCR corpus (:mod:`rvl_llm.sample.corpus`),
-  768/128/128 documents in train/validation/test;
+* ``sample/data/``: a synthetic RVL-CDIP-like OCR corpus (:mod:`rvl_llm.sample.corpus`, its
+  classes described in ``classes.toml`` and ``words.toml``), 768/128/128 documents in
+  train/validation/test;
+* ``sample/data.jsonl`` and ``sample/data.parquet``: the same documents as one table each
+  (``id``, ``split``, ``label``, ``ocr``; the label a class name in JSON lines, an index in
+  Parquet);
 * ``sample/unlabelled/``: a few documents with no label, to try ``rvl-llm predict`` on;
 * ``sample/models/tiny-mistral`` and ``sample/models/tiny-llama3``: tiny random models with the
   real Mistral-7B-v0.1 and Llama 3 tokenizers (:mod:`rvl_llm.sample.models`).
@@ -11,7 +15,12 @@
 Importing this package is cheap: torch and transformers load only when a model is built.
 """
 
-from rvl_llm.sample.corpus import generate_document, write_corpus
+from rvl_llm.sample.corpus import (
+    generate_document,
+    split_documents,
+    write_corpus,
+    write_unlabelled,
+)
 from rvl_llm.sample.models import (
     build_sample,
     build_tiny_llama3,
@@ -25,5 +34,7 @@ __all__ = [
     "build_tiny_mistral",
     "generate_document",
     "sample_is_complete",
+    "split_documents",
     "write_corpus",
+    "write_unlabelled",
 ]

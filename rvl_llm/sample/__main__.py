@@ -11,13 +11,16 @@ from pathlib import Path
 
 def _describe(root: Path) -> None:
     from rvl_llm.sample.models import LLAMA3_DIR, MISTRAL_DIR, folder_size, read_stamp
+    from rvl_llm.sample.smollm2 import SMOLLM2_DIR
 
     stamp = read_stamp(root) or {}
     documents = stamp.get("documents", {})
     listed = ", ".join(f"{split} {count}" for split, count in documents.items())
     print(f"  {root / 'data'}: {sum(documents.values())} documents ({listed})")
+    for name, rows in stamp.get("tables", {}).items():
+        print(f"  {root / name}: the same {rows} documents as one table")
     print(f"  {root / 'unlabelled'}: {stamp.get('unlabelled', 0)} documents to label")
-    for name in (MISTRAL_DIR, LLAMA3_DIR):
+    for name in (MISTRAL_DIR, LLAMA3_DIR, SMOLLM2_DIR):
         folder = root / "models" / name
         print(f"  {folder}: {folder_size(folder) / 1e6:.1f} MB")
 
@@ -25,8 +28,11 @@ def _describe(root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rvl_llm.sample",
-        description="Build the sample world: a synthetic RVL-CDIP-like corpus and two tiny "
-        "models with the real Mistral-7B-v0.1 and Llama 3 tokenizers (offline, deterministic).",
+        description="Build the sample world: a synthetic RVL-CDIP-like corpus (data/, one OCR "
+        "JSON file per document, and the same documents as data.jsonl, labels as class names, "
+        "and data.parquet, labels as class indices), documents to label (unlabelled/) and two "
+        "tiny models with the real Mistral-7B-v0.1 and Llama 3 tokenizers (offline, "
+        "deterministic).",
     )
     parser.add_argument("--out", type=Path, default=Path("sample"), help="folder (default: sample)")
     parser.add_argument("--force", action="store_true", help="rebuild even if already complete")

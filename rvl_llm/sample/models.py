@@ -27,10 +27,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.sample.corpus import write_corpus, write_unlabelled
+from rvl_llm.sample.corpus import (
+    corpus_documents,
+    write_documents,
+    write_jsonl,
+    write_parquet,
+    write_unlabelled,
+)
+from rvl_llm.sample.smollm2 import SMOLLM2_DIR, SmolLM2Missing, build_smollm2
 
-FORMAT_VERSION = 2  # 2: unlabelled/, documents for `rvl-llm predict`
+# 2: unlabelled/, documents for `rvl-llm predict`; 3: data.jsonl, data.parquet;
+# 4: models/smollm2-instruct, a real pretrained instruct model
+FORMAT_VERSION = 4
 STAMP_NAME = ".complete"
+JSONL_NAME = "data.jsonl"  # the corpus as one table, labels as class names
+PARQUET_NAME = "data.parquet"  # the corpus as one table, labels as class indices
 MISTRAL_DIR = "tiny-mistral"
 LLAMA3_DIR = "tiny-llama3"
 SEED = 0
@@ -339,7 +350,7 @@ def sample_is_complete(root: Path) -> bool:
     return stamp is not None and stamp.get("format") == FORMAT_VERSION
 
 
-_OWN_ENTRIES = frozenset({"data", "unlabelled", "models", STAMP_NAME})
+_OWN_ENTRIES = frozenset({"data", JSONL_NAME, PARQUET_NAME, "unlabelled", "models", STAMP_NAME})
 
 
 def _replaceable(root: Path) -> bool:
@@ -348,7 +359,8 @@ def _replaceable(root: Path) -> bool:
 
 
 def build_sample(root: Path, *, force: bool = False) -> None:
-    """Build the sample world in ``root``: ``data/`` (the synthetic corpus) and
+    """Build the sample world in ``root``: ``data/`` (the synthetic corpus, one JSON file per
+    document), the same corpus as ``data.jsonl`` and ``data.parquet``, ``unlabelled/``, and
     ``models/tiny-mistral``, ``models/tiny-llama3``.
 
     Idempotent: returns at once when ``root/.complete`` names the current format (unless
@@ -368,16 +380,26 @@ def build_sample(root: Path, *, force: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the world is an ordinary folder
     try:
-        counts = write_corpus(tmp / "data", seed=SEED)
+        documents = corpus_documents(seed=SEED)
+        counts = write_documents(tmp / "data", documents)
+        tables = {
+            JSONL_NAME: write_jsonl(tmp / JSONL_NAME, documents),
+            PARQUET_NAME: write_parquet(tmp / PARQUET_NAME, documents),
+        }
         unlabelled = write_unlabelled(tmp / "unlabelled", seed=SEED)
         build_tiny_mistral(tmp / "models" / MISTRAL_DIR)
         build_tiny_llama3(tmp / "models" / LLAMA3_DIR)
+        try:
+            build_smollm2(tmp / "models" / SMOLLM2_DIR)
+        except SmolLM2Missing as err:
+            raise SampleBuildError(str(err)) from err
         stamp = {
             "format": FORMAT_VERSION,
             "seed": SEED,
             "documents": counts,
+            "tables": tables,
             "unlabelled": unlabelled,
-            "models": [MISTRAL_DIR, LLAMA3_DIR],
+            "models": [MISTRAL_DIR, LLAMA3_DIR, SMOLLM2_DIR],
             "build_seconds": round(time.monotonic() - started, 1),
         }
         (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")

@@ -31,9 +31,7 @@ def build_recipe(
     """Everything eval, predict and resume need: the prepare settings verbatim, with what
     depends on the working folder made absolute and the label set inline."""
     data = replace(
-        cfg.data,
-        data_dir=cfg.data.data_dir.resolve(),
-        cache_dir=cfg.data.cache_dir.resolve(),
+        cfg.data.resolved(),
         model=source.location,
         labels=manifest.labels,
         labels_file=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from rvl_llm.config_file import config_file_option
 from rvl_llm.options import click_options
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.recipe import TrainSettings
@@ -15,6 +16,7 @@ from rvl_llm.train.config import TrainConfig
 
 
 @click.command("train")
+@config_file_option
 @click_options(PrepareConfig, exclude=("splits",))  # training prepares train and validation
 @click_options(TrainConfig)
 @click_options(TrainSettings)

@@ -25,10 +25,18 @@ UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_p
 
 
 def resolve_mixed_precision(choice: str | None) -> str | None:
-    """``--mixed-precision`` to what runs: None (fp32), "bf16" or "fp16"."""
-    if choice is None:
+    """``--mixed-precision`` to what runs: None (fp32), "bf16" or "fp16".
+
+    ``auto`` is bf16 on a CUDA GPU that has it, fp16 on one that has not, and fp32 without CUDA.
+    CPU autocast runs bf16, but without AMX/AVX512-BF16 it is emulated and slower than fp32, and
+    validation under it can score differently from the fp32 reload eval does; ask for
+    ``--mixed-precision bf16`` to have it anyway.
+    """
+    if choice in (None, "fp32", "no"):  # None: a version-2 recipe's fp32
         return None
     if choice == "auto":
+        if not cuda_available():
+            return None
         choice = "bf16" if bf16_supported() else "fp16"
     if choice == "bf16" and not bf16_supported():
         raise RvlError("--mixed-precision bf16: this GPU has no bf16 support; use fp16 or auto")
@@ -58,10 +66,16 @@ def check_environment(cfg: TrainConfig) -> None:
         if cfg.settings.trainable == "classifier":
             raise RvlError("--unsloth: speeds up lora, qlora and full training, not --trainable "
                            "classifier (head only); drop --unsloth")
-    report_to = cfg.settings.report_to
-    if report_to != "none" and importlib.util.find_spec(report_to) is None:
-        raise RvlError(f"--report-to {report_to}: not installed (pip install {report_to})")
     resolve_mixed_precision(cfg.settings.mixed_precision)
+    if cfg.settings.tf32 and not cuda_available():
+        raise RvlError("--tf32: TF32 is a CUDA GPU's (Ampere or newer); none is visible, drop it")
+    attention = cfg.settings.attn_implementation
+    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise RvlError("--attn-implementation flash_attention_2: flash-attn is not installed "
+                       "(pip install flash-attn), or use sdpa")
+    from rvl_llm.train.arguments import check_arguments
+
+    check_arguments(cfg)  # names transformers knows: optimiser, schedule, trackers, --trainer-arg
 
 
 def quantization_settings(trainable: str) -> Quantization | None:
@@ -109,6 +123,7 @@ def load_model(
         quantization=quantization_settings(cfg.settings.trainable),
         device_map=_device_map(cfg),
         trust_remote_code=cfg.data.trust_remote_code,
+        attn_implementation=cfg.settings.attn_implementation,
     )
     model.config.use_cache = False  # no KV cache in training (and it clashes with checkpointing)
     return make_trainable(model, cfg, lora_targets(preset))

@@ -3,7 +3,8 @@
 Top to bottom: resolve the model and the preset's defaults; check the log folder, the run folder
 and the machine (nothing is touched before every check passed); lock the run; prepare the shards
 (rank 0 first under a multi-process launch); load tokenizer and model; train with validation each
-epoch and a guard against non-finite weights; write ``final/``.
+epoch and a guard against non-finite weights; write ``final/``. The Trainer's knobs (schedule,
+validation and checkpoint frequency, --trainer-arg) become TrainingArguments in ``arguments.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 import click
 
+from rvl_llm.config_file import write_run_config
 from rvl_llm.errors import RvlError
 from rvl_llm.options import CLI_KEY
 from rvl_llm.presets import resolve_model
 from rvl_llm.recipe import RECIPE_NAME, Recipe
+from rvl_llm.train.arguments import training_arguments
 from rvl_llm.train.config import TrainConfig, with_preset_defaults
 from rvl_llm.train.run_folder import (
     FINAL_DIR,
@@ -32,9 +35,6 @@ from rvl_llm.train.run_folder import (
     set_aside,
 )
 
-WARMUP_RATIO = 0.1  # of all optimiser steps
-MAX_GRAD_NORM = 0.3  # QLoRA paper's clipping
-LOGGING_STEPS = 10
 Log = Callable[[str], None]
 
 
@@ -104,6 +104,7 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
     from rvl_llm.compat import close_progress_bars
     from rvl_llm.inference.base_model import resolve_pad_token
     from rvl_llm.pipeline.tokenize import load_tokenizer
+    from rvl_llm.train.arguments import early_stopping, save_at_end
     from rvl_llm.train.checkpoint import build_recipe, recipe_callback
     from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
     from rvl_llm.train.guards import finite_guard
@@ -131,22 +132,27 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
                        mixed_precision=mixed_precision)
     validation = validation_dataset(manifest)
     has_validation = len(validation) > 0
+    if cfg.settings.early_stopping_patience is not None and not has_validation:
+        raise RvlError(f"--early-stopping-patience {cfg.settings.early_stopping_patience}: "
+                       "needs validation documents; the validation split is empty")
+    args = training_arguments(cfg, mixed_precision, has_validation)  # refusals before any write
     if state.is_main_process:
         if cfg.overwrite and cfg.run_dir.exists():
             shutil.rmtree(cfg.run_dir)  # only now: every check passed and the model loaded
         recipe.write(cfg.run_dir)
+        write_run_config(cfg, cfg.run_dir)  # config.yaml: `train --config` reruns it
     state.wait_for_everyone()
 
     trainer = RvlTrainer(
         model=model,
-        args=training_arguments(cfg, mixed_precision, has_validation),
+        args=args,
         train_dataset=train_dataset(manifest),
         eval_dataset=validation if has_validation else None,
         data_collator=make_collator(manifest, tokenizer.pad_token_id),
         processing_class=tokenizer,  # saved with every checkpoint, pad token included
         # The guard last: it checks the weights once the others have asked for a save.
-        callbacks=[recipe_callback(cfg.run_dir, recipe), *_save_at_end(cfg),
-                   finite_guard(cfg.run_dir)],
+        callbacks=[recipe_callback(cfg.run_dir, recipe), *save_at_end(cfg.settings),
+                   *early_stopping(cfg.settings), finite_guard(cfg.run_dir)],
         template=manifest.template,
         class_names=manifest.labels,
         pad_token_id=tokenizer.pad_token_id,
@@ -211,62 +217,6 @@ def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
     return str(last)
 
 
-def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
-                       has_validation: bool) -> Any:
-    from transformers import TrainingArguments
-
-    from rvl_llm.compat import checkpointing_arguments
-    from rvl_llm.inference.base_model import cpu_only
-
-    settings = cfg.settings
-    return TrainingArguments(
-        output_dir=str(cfg.run_dir),
-        run_name=cfg.name,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        num_train_epochs=settings.num_epochs,
-        learning_rate=settings.lr,
-        weight_decay=settings.weight_decay,
-        lr_scheduler_type="cosine",
-        warmup_steps=WARMUP_RATIO,  # a float below 1 is a fraction of all steps
-        max_grad_norm=MAX_GRAD_NORM,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",  # precomputed by prepare
-        eval_strategy="epoch" if has_validation else "no",
-        save_strategy="epoch" if settings.save == "epoch" else "no",
-        # Best by accuracy needs a checkpoint of every epoch to go back to.
-        load_best_model_at_end=has_validation and settings.save == "epoch",
-        metric_for_best_model="eval_accuracy" if has_validation else None,
-        greater_is_better=True,
-        bf16=mixed_precision == "bf16",
-        fp16=mixed_precision == "fp16",
-        use_cpu=cpu_only(),  # also tells transformers that bf16 means CPU autocast
-        **checkpointing_arguments(settings.gradient_checkpointing and not settings.unsloth),
-        report_to=settings.report_to,
-        seed=settings.seed,
-        remove_unused_columns=False,  # the collator picks its columns
-        label_names=["labels"],
-        logging_steps=LOGGING_STEPS,
-        logging_nan_inf_filter=False,  # the finite guard must see a NaN loss as it is
-        ddp_find_unused_parameters=False,
-    )
-
-
-def _save_at_end(cfg: TrainConfig) -> list[Any]:
-    """``--save end``: one checkpoint (resumable, with optimiser state) after the last epoch."""
-    if cfg.settings.save != "end":
-        return []
-    from transformers import TrainerCallback
-
-    class SaveAtEnd(TrainerCallback):
-        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step >= state.max_steps:
-                control.should_save = True
-
-    return [SaveAtEnd()]
-
-
 def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
                  say: Log) -> TrainResult:
     from rvl_llm.train.checkpoint import accuracies
@@ -275,8 +225,11 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
     trainer.save_model(str(final))  # on every process: FSDP gathers the weights collectively
     history = trainer.state.log_history
     _, best = accuracies(history, -1)
-    if trainer.args.load_best_model_at_end:
-        final_accuracy = best
+    best_checkpoint = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best_checkpoint is not None:
+        # The best validation that has a checkpoint (--save-steps a multiple of --eval-steps
+        # leaves some validations without one).
+        final_accuracy, _ = accuracies(history, int(Path(best_checkpoint).name.split("-")[-1]))
     else:
         evals = [e["eval_accuracy"] for e in history if "eval_accuracy" in e]
         final_accuracy = evals[-1] if evals else None
@@ -286,6 +239,6 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
         done.write(cfg.run_dir)
         shown = "n/a" if final_accuracy is None else f"{final_accuracy:.4f}"
         say(f"train: done; validation accuracy of {final}: {shown}"
-            + ("" if best is None else f" (best epoch {best:.4f})"))
+            + ("" if best is None else f" (best validation {best:.4f})"))
     state.wait_for_everyone()
     return TrainResult(cfg.run_dir, final, best, final_accuracy)

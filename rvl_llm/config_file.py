@@ -1,0 +1,277 @@
+"""``--config FILE`` on every command, and the ``config.yaml`` a train run writes.
+
+A config file (YAML or TOML) maps a command's long option names (``max-len`` or ``max_len``;
+``inputs`` and ``out_dir`` for the positional arguments) to values. It fills click's
+``default_map`` before the other options are processed, so the command line overrides the file
+and ``--help``, types, choices and validation stay click's. An unknown key, a value of the wrong
+type or a file that cannot be read is a one-line error naming the file.
+
+A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml`` (:func:`write_run_config`):
+``rvl-llm train --config log/NAME/config.yaml --overwrite`` trains the same run again.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import Field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from rvl_llm.atomic import write_text_atomic
+from rvl_llm.errors import RvlError
+from rvl_llm.options import CLI_KEY, split_commas
+
+if TYPE_CHECKING:
+    from rvl_llm.train.config import TrainConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
+RUN_CONFIG_NAME = "config.yaml"  # in LOG_DIR/NAME, beside recipe.json
+CONFIG_PARAM = "config_file"
+# What the command line alone decides when a run's config.yaml is used again: they are written
+# false (replacing or continuing the run, and running the model's own code, are never taken
+# from a file that a run wrote).
+COMMAND_LINE_ONLY = ("resume", "overwrite", "trust_remote_code")
+SCALARS = (str, int, float, bool)
+
+
+def _load_into_default_map(ctx: click.Context, _param: click.Parameter,
+                           path: Path | None) -> None:
+    """The eager ``--config`` option's callback: the file's values become the defaults of the
+    command's other parameters (the command line still overrides them)."""
+    if path is None:
+        return
+    values = read_config_file(path)
+    defaults = config_defaults(ctx, values, path)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+config_file_option: Callable[[F], F] = click.option(
+    "--config", CONFIG_PARAM, type=click.Path(path_type=Path), metavar="FILE",
+    is_eager=True, expose_value=False, callback=_load_into_default_map,
+    help="Read options from a YAML or TOML file (keys: the long option names, - or _); "
+         "options on the command line override it.")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping; a missing, unreadable or malformed file is one line."""
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise RvlError(f"--config {path}: not a config file (use .yaml, .yml or .toml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise RvlError(f"--config {path}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise RvlError(f"--config {path}: not UTF-8 text ({err.reason})") from err
+    except OSError as err:
+        raise RvlError(f"--config {path}: cannot read it ({err.strerror or err})") from err
+    data = _parse_toml(path, text) if path.suffix.lower() == ".toml" else _parse_yaml(path, text)
+    if data is None:  # an empty YAML file: no settings
+        return {}
+    if not isinstance(data, dict):
+        raise RvlError(f"--config {path}: must hold a mapping of option names to values, "
+                       f"not a {type(data).__name__}")
+    return data
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RvlError(f"--config {path}: not valid YAML{where}: "
+                       f"{err.problem or err.context}") from err
+    except yaml.YAMLError as err:
+        raise RvlError(f"--config {path}: not valid YAML: {err}") from err
+
+
+def _parse_toml(path: Path, text: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:  # its message ends "(at line N, column M)"
+        raise RvlError(f"--config {path}: not valid TOML: {err}") from err
+
+
+def config_keys(command: click.Command) -> dict[str, click.Parameter]:
+    """The keys a config file of ``command`` may hold (``-`` spelling) and their parameters:
+    every long option name, and the names of the positional arguments."""
+    keys: dict[str, click.Parameter] = {}
+    for param in command.params:
+        if param.name == CONFIG_PARAM or param.name is None:
+            continue
+        if isinstance(param, click.Argument):
+            keys[_normal(param.name)] = param
+        else:
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    keys[_normal(opt[2:])] = param
+    return keys
+
+
+def _normal(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def config_defaults(ctx: click.Context, values: Mapping[str, Any],
+                    path: Path) -> dict[str, Any]:
+    """``values`` (a config file's mapping) as a ``default_map``: by parameter name, checked
+    against the parameters' types; ``null`` leaves a parameter at its default."""
+    command = ctx.command
+    keys = config_keys(command)
+    defaults: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    for key, value in values.items():
+        param = keys.get(_normal(str(key)))
+        if param is None:
+            nearest = difflib.get_close_matches(_normal(str(key)), keys, n=1, cutoff=0)
+            hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+            raise RvlError(f"--config {path}: unknown key '{key}' for rvl-llm "
+                           f"{command.name}{hint}")
+        assert param.name is not None
+        if param.name in given_as:
+            raise RvlError(f"--config {path}: '{given_as[param.name]}' and '{key}' both set "
+                           f"{_hint(param)}; keep one")
+        given_as[param.name] = str(key)
+        if value is None:
+            continue
+        value = _click_value(param, value, path)
+        try:
+            param.type_cast_value(ctx, value)  # click's own check, naming the option
+        except click.BadParameter as err:
+            err.param = err.param or param
+            raise RvlError(f"--config {path}: {err.format_message()}") from err
+        defaults[param.name] = value
+    return defaults
+
+
+def _hint(param: click.Parameter) -> str:
+    return " / ".join(param.opts) if isinstance(param, click.Option) else param.name or ""
+
+
+def _click_value(param: click.Parameter, value: Any, path: Path) -> Any:
+    """A file's value in the form click takes from a ``default_map`` for ``param``."""
+    several = param.nargs != 1 or getattr(param, "multiple", False)
+    comma_list = param.callback is split_commas  # a tuple option typed as "a,b,c"
+    if isinstance(value, list):
+        if not all(isinstance(item, SCALARS) for item in value):
+            raise RvlError(f"--config {path}: {_hint(param)}: a list of plain values expected")
+        if several:
+            return value
+        if comma_list:
+            return ",".join(str(item) for item in value)
+        raise RvlError(f"--config {path}: {_hint(param)} takes one value, not a list")
+    if isinstance(value, dict):
+        raise RvlError(f"--config {path}: {_hint(param)} takes a value, not a table/mapping")
+    if several:  # one input given as a plain string, not split on spaces
+        return [value]
+    if isinstance(value, bool) and _takes_optional_value(param):
+        # --mixed-precision / --set-pad-token: true is the bare flag, false the default
+        return param.flag_value if value else None  # type: ignore[attr-defined]
+    return value
+
+
+def _takes_optional_value(param: click.Parameter) -> bool:
+    """An option that may be given bare (``--mixed-precision`` means auto)."""
+    return (isinstance(param, click.Option) and not param.is_flag
+            and isinstance(param.flag_value, str))
+
+
+# --- the config.yaml of a train run --------------------------------------------------------
+
+
+def write_run_config(cfg: TrainConfig, run_dir: Path) -> Path:
+    """Write ``run_dir/config.yaml``: every option of ``rvl-llm train`` with the value this run
+    used (``cfg`` with the preset's defaults filled in), paths absolute, the label set as given.
+    The keys come from the config fields' ``cli`` declarations, so a new field is written with
+    no edit here; only the options the train command offers are written."""
+    from rvl_llm.train.cli import train_command
+
+    offered = {p.name for p in train_command.params if p.name != CONFIG_PARAM}
+    sections = run_config_sections(cfg, offered)
+    written = {f.name for section in sections.values() for f, _value in section}
+    assert written == offered, f"train options without a field: {sorted(offered - written)}"
+    path = run_dir / RUN_CONFIG_NAME
+    write_text_atomic(path, _run_config_text(cfg, path, sections))
+    return path
+
+
+def run_config_sections(cfg: Any,
+                        offered: set[str | None]) -> dict[str, list[tuple[Field, Any]]]:
+    """``cfg``'s fields that are ``offered`` options with their values, in field order and
+    grouped by the config class that holds them (a nested config's fields under its class)."""
+    sections: dict[str, list[tuple[Field, Any]]] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value) and not isinstance(value, type):
+            sections[type(value).__name__] = [
+                (g, getattr(value, g.name)) for g in fields(value) if g.name in offered]
+        elif f.name in offered:
+            sections.setdefault(type(cfg).__name__, []).append((f, value))
+    return sections
+
+
+def _long_name(f: Field) -> str:
+    """A field's key: its first long option without the dashes (``--data`` -> ``data``)."""
+    declarations = f.metadata[CLI_KEY][0]
+    return next(d.split("/")[0][2:] for d in declarations if d.startswith("--"))
+
+
+def _file_value(name: str, value: Any) -> Any:
+    if name in COMMAND_LINE_ONLY:
+        return False
+    if name == "model":
+        return _model_value(value)
+    if isinstance(value, Path):
+        # Existing paths are made absolute; anything else (hf:NAME) is kept as given.
+        return str(value.resolve()) if value.exists() else str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _model_value(model: str) -> str:
+    """A preset or hub id as given; a local folder relative to here made absolute."""
+    from rvl_llm.presets import load_presets
+
+    folder = Path(model).expanduser()
+    if model in load_presets() or folder.is_absolute() or not folder.is_dir():
+        return model
+    return str(folder.resolve())
+
+
+def _run_config_text(cfg: TrainConfig, path: Path,
+                     sections: dict[str, list[tuple[Field, Any]]]) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, text: str) -> Any:
+        # A value with newlines (the response template) on one line, escaped.
+        style = None if text.isprintable() else '"'
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    lines = [
+        f"# rvl-llm train: the settings run {cfg.name} used (preset defaults filled in, paths",
+        "# absolute). Train it again with",
+        f"#   rvl-llm train --config {path.resolve()} --overwrite",
+        "# Options on the command line override these keys. resume, overwrite and",
+        "# trust-remote-code are written false: give them on the command line.",
+    ]
+    if cfg.data.trust_remote_code:
+        lines.append("# This run was given --trust-remote-code.")
+    for title, section in sections.items():
+        values = {_long_name(f): _file_value(f.name, value) for f, value in section}
+        lines += ["", f"# {title}",
+                  yaml.dump(values, Dumper=Dumper, sort_keys=False, allow_unicode=True,
+                            default_flow_style=False, width=1000).rstrip("\n")]
+    return "\n".join(lines) + "\n"

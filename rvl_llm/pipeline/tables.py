@@ -1,0 +1,439 @@
+"""Documents as table rows: JSON lines, JSON arrays, CSV and Parquet files (and, through
+``hf_datasets``, the splits of a ``datasets`` dataset).
+
+Files are read with pyarrow in record batches, so memory stays flat in table size: listing reads
+the label, id and split columns; reading reads the text of the selected rows. A JSON-lines file
+pyarrow refuses (mixed types, a malformed line, bytes that are not UTF-8) is read again line by
+line with the standard library, which names the line. Rows are numbered from 0 in file order
+(blank lines of a JSON-lines file do not count); a row's number is its document id when the table
+has no id column, and ``file:ROW`` names a bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rvl_llm.errors import RvlError
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.corpus import Document, decode_text, json_problem
+from rvl_llm.pipeline.manifest import SPLITS
+from rvl_llm.pipeline.sources import (
+    TABLE_SUFFIXES,
+    Bad,
+    DocChunk,
+    Entry,
+    Listing,
+    our_split,
+    split_choices,
+)
+
+BLOCK_BYTES = 1 << 19  # pyarrow block size; its streaming readers buffer some 30 blocks ahead
+LIST_ROWS = 65_536  # rows per record batch when listing (ids and labels only)
+SPLIT_COLUMN = "split"
+TEXT_COLUMNS = ("ocr", "text")  # tried in this order when --text-column is not given
+
+
+@dataclass(frozen=True)
+class Block:
+    rows: list[int]  # the row number of each value
+    values: dict[str, list[Any]]  # column -> one value per row (None where a row lacks it)
+    replaced: list[bool] | None = None  # per row: bytes that were not UTF-8 were replaced
+    bad: tuple[Bad, ...] = ()  # rows that could not be parsed at all (malformed, ragged)
+
+
+class Part(Protocol):
+    """One file, or one split of a dataset."""
+
+    name: str  # in messages: a path, or hf:NAME[split]
+    split: str | None  # None: each row's split column says
+
+    def column_names(self) -> list[str]: ...
+
+    def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]: ...
+
+
+@dataclass(frozen=True)
+class Columns:
+    text: str
+    label: str
+    id: str | None  # None: row numbers are the ids
+    split: str | None  # None: the part has one split
+
+
+class LabelMap:
+    """A label value (class index, class name, or ClassLabel index) -> our class index, or why
+    it is not one."""
+
+    def __init__(self, labels: Sequence[str], class_names: Sequence[str] | None = None) -> None:
+        self.labels = tuple(labels)
+        self.index = {name: i for i, name in enumerate(labels)}
+        self.class_names = class_names
+
+    def __call__(self, value: Any) -> int | str:
+        if isinstance(value, bytes):
+            value = decode_text(value)[0]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            if self.class_names is not None and 0 <= value < len(self.class_names):
+                value = self.class_names[value]  # a ClassLabel: our order by its names
+            elif 0 <= value < len(self.labels):
+                return value
+            else:
+                return (f"label {value} is outside the label set (0..{len(self.labels) - 1}, "
+                        "see --labels)")
+        if isinstance(value, str):
+            if value in self.index:
+                return self.index[value]
+            return f"label {value!r} is not in the label set (see --labels)"
+        return f"label {value!r} is not a class index or name"
+
+
+class TableSource:
+    kind: str
+    unit = "rows"
+
+    def __init__(self, kind: str, parts: Sequence[Part], cfg: PrepareConfig,
+                 labels: tuple[str, ...], key: dict[str, Any],
+                 class_names: Sequence[str] | None = None) -> None:
+        self.kind, self.parts, self.cfg, self.labels = kind, list(parts), cfg, labels
+        self._key = key
+        self.label_of = LabelMap(labels, class_names)
+        self._columns: dict[int, Columns] = {}
+
+    def key_data(self) -> dict[str, Any]:
+        return self._key
+
+    def columns(self, i: int) -> Columns:
+        if i not in self._columns:
+            self._columns[i] = resolve_columns(self.parts[i], self.cfg)
+        return self._columns[i]
+
+    def list_splits(self, splits: Sequence[str]) -> dict[str, Listing]:
+        listings = {s: Listing() for s in SPLITS}
+        stray: list[Bad] = []  # rows of no known split: reported with the first split built
+        for i, part in enumerate(self.parts):
+            if part.split is not None and part.split not in splits:
+                continue
+            cols = self.columns(i)
+            wanted = [c for c in (cols.label, cols.id, cols.split) if c is not None]
+            for block in part.blocks(wanted, LIST_ROWS):
+                (listings[part.split].bad if part.split else stray).extend(block.bad)
+                labels, ids = block.values[cols.label], block.values.get(cols.id or "")
+                names = block.values.get(cols.split or "")
+                for j, row in enumerate(block.rows):
+                    split = part.split or _row_split(names[j] if names else None)
+                    if split is None:
+                        shown = _as_text(names[j]) if names else None
+                        stray.append((f"{part.name}:{row}", f"unknown split {shown!r} in "
+                                      f"column {cols.split!r} (choose from {split_choices()})"))
+                        continue
+                    label = self.label_of(labels[j])
+                    if isinstance(label, str):
+                        listings[split].bad.append((f"{part.name}:{row}", label))
+                        continue
+                    doc_id = ids[j] if ids is not None else None
+                    key = str(row) if doc_id is None else _as_text(doc_id)
+                    listings[split].entries.append(Entry(key, label, (i, row)))
+        listings[splits[0]].bad[:0] = stray
+        for split in splits:
+            if not listings[split].entries and not listings[split].bad:
+                raise RvlError(f"--data {self.cfg.data_dir}: no rows for split {split!r}")
+        return {s: listings[s] for s in splits}
+
+    def read(self, split: str, entries: Sequence[Entry], chunk_size: int) -> Iterator[DocChunk]:
+        by_part: dict[int, dict[int, Entry]] = {}
+        for entry in entries:
+            part, row = entry.ref
+            by_part.setdefault(part, {})[row] = entry
+        docs: list[Document] = []
+        bad: list[Bad] = []
+        for i, wanted in by_part.items():
+            part, text_column = self.parts[i], self.columns(i).text
+            for block in part.blocks([text_column], chunk_size):
+                texts = block.values[text_column]
+                for j, row in enumerate(block.rows):
+                    entry = wanted.pop(row, None)
+                    if entry is None:
+                        continue
+                    text, replaced = texts[j], bool(block.replaced and block.replaced[j])
+                    if isinstance(text, bytes):
+                        text, replaced = decode_text(text)
+                    if isinstance(text, str):
+                        docs.append(Document(entry.key, text, entry.label, replaced))
+                    else:
+                        bad.append((f"{part.name}:{row}", f"the {text_column!r} value is "
+                                    f"{_kind(text)}, not a string"))
+                    if len(docs) + len(bad) >= chunk_size:
+                        yield docs, bad
+                        docs, bad = [], []
+                if not wanted:
+                    break
+            if wanted:
+                raise RvlError(f"{part.name}: changed while prepare read it (row "
+                               f"{min(wanted)} is gone); run prepare again")
+        if docs or bad:
+            yield docs, bad
+
+
+def _row_split(value: Any) -> str | None:
+    return our_split(_as_text(value)) if isinstance(value, str | bytes) else None
+
+
+def _as_text(value: Any) -> str:
+    return decode_text(value)[0] if isinstance(value, bytes) else str(value)
+
+
+def _kind(value: Any) -> str:
+    return "missing (null)" if value is None else f"a {type(value).__name__}"
+
+
+def resolve_columns(part: Part, cfg: PrepareConfig) -> Columns:
+    names = part.column_names()
+    shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+    text = cfg.text_column or next((c for c in TEXT_COLUMNS if c in names), None)
+    if text is None or text not in names:
+        wanted = repr(cfg.text_column) if cfg.text_column else "'ocr' or 'text'"
+        raise RvlError(f"{part.name}: no text column {wanted} (columns: {shown}; --text-column)")
+    if cfg.label_column not in names:
+        raise RvlError(f"{part.name}: no label column {cfg.label_column!r} (columns: {shown}; "
+                       "--label-column)")
+    if part.split is None and SPLIT_COLUMN not in names:
+        raise RvlError(f"{part.name}: no {SPLIT_COLUMN!r} column to split by (columns: {shown});"
+                       " add one, or give a file per split with --data-files "
+                       "train=...,validation=...,test=...")
+    return Columns(text, cfg.label_column, cfg.id_column if cfg.id_column in names else None,
+                   None if part.split else SPLIT_COLUMN)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------------
+
+
+def open_tables(cfg: PrepareConfig, kind: str) -> TableSource:
+    parts = [_part(kind, path, split) for path, split in table_files(cfg, kind)]
+    files = []
+    for part in parts:
+        stat = Path(part.name).stat()
+        files.append([part.split, part.name, stat.st_size, stat.st_mtime_ns])
+    key = {"kind": kind, "files": files,
+           "columns": {"text": cfg.text_column, "label": cfg.label_column, "id": cfg.id_column}}
+    return TableSource(kind, parts, cfg, cfg.label_names(), key)
+
+
+def table_files(cfg: PrepareConfig, kind: str) -> list[tuple[Path, str | None]]:
+    """(resolved path, split or None) of every table file, in a reproducible order."""
+    data = cfg.data_dir
+    if cfg.data_files:
+        if not data.is_dir():
+            raise RvlError(f"--data {data}: with --data-files, --data is the folder their "
+                           "relative paths start from")
+        found = []
+        for spec in cfg.data_files:
+            name, eq, rel = spec.partition("=")
+            split = our_split(name)
+            if not eq or not rel.strip():
+                raise RvlError(f"--data-files {spec}: expected SPLIT=PATH")
+            if split is None:
+                raise RvlError(f"--data-files {spec}: unknown split {name!r} "
+                               f"(choose from {split_choices()})")
+            path = data / rel.strip()  # an absolute path stays as it is
+            if not path.is_file():
+                raise RvlError(f"--data-files {spec}: no such file {path}")
+            found.append((path.resolve(), split))
+        return found
+    if data.is_file():
+        return [(data.resolve(), None)]
+    suffixes = [s for s, k in TABLE_SUFFIXES.items() if k == kind]
+    paths = sorted(p for p in data.resolve().iterdir() if p.suffix.lower() in suffixes)
+    if not paths:
+        raise RvlError(f"--data {data}: no {' or '.join(suffixes)} files")
+    # train.jsonl, validation-00000-of-00001.parquet ...: the file name says the split.
+    return [(p, our_split(re.split(r"[-_.]", p.name)[0])) for p in paths]
+
+
+def _part(kind: str, path: Path, split: str | None) -> Part:
+    return {"jsonl": JsonLinesFile, "json": JsonArrayFile, "csv": CsvFile,
+            "parquet": ParquetFile}[kind](str(path), split)
+
+
+@dataclass(frozen=True)
+class ParquetFile:
+    name: str
+    split: str | None
+
+    def _open(self) -> Any:
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(self.name)
+        except Exception as err:  # pyarrow raises ArrowInvalid, OSError ...
+            raise RvlError(f"{self.name}: not a readable Parquet file ({err})") from err
+
+    def column_names(self) -> list[str]:
+        return list(self._open().schema_arrow.names)
+
+    def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
+        row = 0
+        for batch in self._open().iter_batches(batch_size=size, columns=list(columns)):
+            n = batch.num_rows
+            yield Block(list(range(row, row + n)),
+                        {c: batch.column(c).to_pylist() for c in columns})
+            row += n
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    name: str
+    split: str | None
+
+    def column_names(self) -> list[str]:
+        with open(self.name, encoding="utf-8-sig", errors="replace", newline="") as handle:
+            return next(csv.reader(handle), [])
+
+    def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        ragged: list[Bad] = []
+
+        def on_ragged(row: Any) -> str:  # quoted newlines are allowed: no line numbers then
+            where = f"{self.name}:line {row.number}" if row.number else self.name
+            ragged.append((where, f"ragged row {row.text[:40]!r}: {row.actual_columns} fields, "
+                                  f"the header has {row.expected_columns}"))
+            return "skip"
+
+        reader = pcsv.open_csv(
+            self.name,
+            read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_ragged),
+            # Bytes, decoded here: a byte that is not UTF-8 costs a replacement, not the file.
+            convert_options=pcsv.ConvertOptions(column_types={c: pa.binary() for c in columns},
+                                                include_columns=list(columns)),
+        )
+        row = 0
+        for batch in reader:
+            n = batch.num_rows
+            values = {c: batch.column(c).to_pylist() for c in columns}
+            yield Block(list(range(row, row + n)), values, None, tuple(ragged))
+            ragged.clear()
+            row += n
+        if ragged:
+            yield Block([], {c: [] for c in columns}, None, tuple(ragged))
+
+
+@dataclass(frozen=True)
+class JsonLinesFile:
+    name: str
+    split: str | None
+
+    def column_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        with open(self.name, "rb") as handle:
+            for line, _ in zip(handle, range(100), strict=False):
+                try:
+                    record = json.loads(decode_text(line)[0])
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    names.update(dict.fromkeys(record))
+        return list(names)
+
+    def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
+        import pyarrow as pa
+        import pyarrow.json as pjson
+
+        done = 0
+        try:
+            reader = pjson.open_json(self.name,
+                                     read_options=pjson.ReadOptions(block_size=BLOCK_BYTES))
+            for batch in reader:
+                n, have = batch.num_rows, batch.schema.names
+                values = {c: batch.column(c).to_pylist() if c in have else [None] * n
+                          for c in columns}
+                yield Block(list(range(done, done + n)), values)
+                done += n
+        except pa.ArrowInvalid:  # mixed types, a malformed line, not UTF-8: line by line
+            yield from self._lines(columns, size, skip=done)
+
+    def _lines(self, columns: Sequence[str], size: int, skip: int) -> Iterator[Block]:
+        rows: list[int] = []
+        values: dict[str, list[Any]] = {c: [] for c in columns}
+        replaced: list[bool] = []
+        bad: list[Bad] = []
+        row = 0
+        with open(self.name, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                row += 1
+                if row <= skip:
+                    continue
+                text, was_replaced = decode_text(line)
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as err:
+                    bad.append((f"{self.name}:{row - 1}", f"line {number}: malformed JSON "
+                                                          f"({json_problem(err, line=False)})"))
+                    continue
+                if not isinstance(record, dict):
+                    bad.append((f"{self.name}:{row - 1}", f"line {number}: not a JSON object"))
+                    continue
+                rows.append(row - 1)
+                replaced.append(was_replaced)
+                for c in columns:
+                    values[c].append(record.get(c))
+                if len(rows) >= size:
+                    yield Block(rows, values, replaced, tuple(bad))
+                    rows, values, replaced, bad = [], {c: [] for c in columns}, [], []
+        yield Block(rows, values, replaced, tuple(bad))
+
+
+@dataclass(frozen=True)
+class JsonArrayFile:
+    """A .json file holding one array of objects: read whole (a JSON array cannot be streamed
+    with the standard library; a large corpus is better as JSON lines or Parquet)."""
+
+    name: str
+    split: str | None
+
+    def _records(self) -> list[Any]:
+        text, _ = decode_text(Path(self.name).read_bytes())
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise RvlError(f"{self.name}: malformed JSON ({json_problem(err)})") from err
+        if not isinstance(records, list):
+            raise RvlError(f"{self.name}: not a JSON array of objects (one object a line is "
+                           "a .jsonl file, or --data-format jsonl)")
+        return records
+
+    def column_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for record in self._records()[:100]:
+            if isinstance(record, dict):
+                names.update(dict.fromkeys(record))
+        return list(names)
+
+    def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
+        records = self._records()
+        for start in range(0, len(records), size):
+            rows, values, bad = [], {c: [] for c in columns}, []
+            for row in range(start, min(start + size, len(records))):
+                record = records[row]
+                if not isinstance(record, dict):
+                    bad.append((f"{self.name}:{row}", f"a {type(record).__name__}, not an object"))
+                    continue
+                rows.append(row)
+                for c in columns:
+                    values[c].append(record.get(c))
+            yield Block(rows, values, None, tuple(bad))

@@ -1,0 +1,260 @@
+"""The Trainer's knobs: ``TrainingArguments`` from the training settings, ``--trainer-arg`` for
+every other field, and the two callbacks knobs need (``--save end``, early stopping).
+
+Validation and checkpoints go together so that ``final/`` can go back to the most accurate
+weights: each epoch by default; ``--eval-steps N`` or ``--save-steps N`` alone moves both to every
+N optimiser steps; given both, checkpoints come every ``--save-steps`` (a multiple of
+``--eval-steps``). ``--save end`` and ``never`` keep their meaning: validation as asked, one
+checkpoint at the end or none, and ``final/`` = the last weights.
+
+Names that depend on the transformers release (optimisers, schedules, trackers, fields) are
+checked here when a run starts, not in ``TrainSettings``, so a recipe reads under any release.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import fields
+from enum import Enum
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
+
+from rvl_llm.errors import RvlError
+from rvl_llm.recipe import DEFAULT_OPTIM, DEFAULT_SCHEDULER, TrainSettings
+
+if TYPE_CHECKING:
+    from rvl_llm.train.config import TrainConfig
+
+UNSET = object()  # a field our flags own but leave at transformers' default
+BEST = "rvl-llm (final/ = the checkpoint with the best validation accuracy)"
+OURS = "rvl-llm itself"
+METRIC = "eval_accuracy"  # what RvlTrainer.evaluate logs; the best checkpoint is chosen by it
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def schedule(settings: TrainSettings, has_validation: bool) -> tuple[str, str]:
+    """(eval_strategy, save_strategy) of TrainingArguments."""
+    evaluation = "no" if not has_validation else "steps" if settings.eval_every else "epoch"
+    saving = "no" if settings.save != "epoch" else "steps" if settings.save_every else "epoch"
+    return evaluation, saving
+
+
+def our_arguments(cfg: TrainConfig, mixed_precision: str | None,
+                  has_validation: bool) -> dict[str, tuple[str, Any]]:
+    """Every TrainingArguments field rvl-llm sets: field -> (what sets it, value)."""
+    from rvl_llm.compat import checkpointing_arguments
+    from rvl_llm.inference.base_model import cpu_only
+
+    s = cfg.settings
+    evaluation, saving = schedule(s, has_validation)
+    trackers = [name.strip() for name in s.report_to.split(",")]
+    ours: dict[str, tuple[str, Any]] = {
+        "output_dir": ("--log-dir and --name", str(cfg.run_dir)),
+        "run_name": ("--name", cfg.name),
+        "per_device_train_batch_size": ("--batch-size", s.batch_size),
+        "per_device_eval_batch_size": ("--batch-size", s.batch_size),
+        "gradient_accumulation_steps": ("--gradient-accumulation", s.gradient_accumulation),
+        "num_train_epochs": ("--num-epochs", s.num_epochs),
+        "max_steps": ("--max-steps", s.max_steps or -1),  # -1: --num-epochs decides
+        "learning_rate": ("--lr", s.lr),
+        "weight_decay": ("--weight-decay", s.weight_decay),
+        "lr_scheduler_type": ("--lr-scheduler", s.lr_scheduler),
+        "warmup_steps": ("--warmup-ratio", s.warmup_ratio),  # below 1: a fraction of all steps
+        "warmup_ratio": ("--warmup-ratio", UNSET),  # the older name
+        "max_grad_norm": ("--max-grad-norm", s.max_grad_norm),
+        "optim": ("--optim", s.optim),
+        "eval_strategy": ("--eval-steps", evaluation),
+        "eval_steps": ("--eval-steps", s.eval_every if evaluation == "steps" else None),
+        "save_strategy": ("--save and --save-steps", saving),
+        "save_steps": ("--save-steps", s.save_every if saving == "steps" else UNSET),
+        "save_total_limit": ("--save-total-limit", s.save_total_limit or None),
+        # Best by accuracy needs a checkpoint at the validations to go back to.
+        "load_best_model_at_end": (BEST, saving != "no" and saving == evaluation),
+        "metric_for_best_model": (BEST, METRIC if has_validation else None),
+        "greater_is_better": (BEST, True),
+        "bf16": ("--mixed-precision", mixed_precision == "bf16"),
+        "fp16": ("--mixed-precision", mixed_precision == "fp16"),
+        "tf32": ("--tf32", s.tf32),
+        "use_cpu": (OURS, cpu_only()),  # also tells transformers that bf16 means CPU autocast
+        "report_to": ("--report-to", trackers if len(trackers) > 1 else trackers[0]),
+        "seed": ("--seed", s.seed),
+        "logging_steps": ("--logging-steps", s.logging_steps),
+        "train_sampling_strategy": (OURS, "group_by_length"),
+        "length_column_name": (OURS, "length"),  # precomputed by prepare
+        "remove_unused_columns": (OURS, False),  # the collator picks its columns
+        "label_names": (OURS, ["labels"]),
+        "logging_nan_inf_filter": (OURS, False),  # the finite guard must see a NaN loss as it is
+        "ddp_find_unused_parameters": (OURS, False),
+    }
+    checkpointing = checkpointing_arguments(s.gradient_checkpointing and not s.unsloth)
+    for name in ("gradient_checkpointing", "activation_checkpointing"):  # 5.2x renamed it
+        for key in (name, f"{name}_kwargs"):
+            ours[key] = ("--gradient-checkpointing", checkpointing.get(key, UNSET))
+    return ours
+
+
+def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
+                       has_validation: bool) -> Any:
+    from transformers import TrainingArguments
+
+    ours = our_arguments(cfg, mixed_precision, has_validation)
+    given = {key: value for key, (_, value) in ours.items() if value is not UNSET}
+    try:
+        return TrainingArguments(**given, **trainer_arg_values(cfg))
+    except ValueError as err:  # a combination TrainingArguments refuses
+        what = "--trainer-arg" if cfg.settings.trainer_args else "training settings"
+        raise RvlError(f"{what}: transformers refuses them ({str(err).splitlines()[0]})") from err
+
+
+def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
+    """``--trainer-arg KEY=VALUE`` as TrainingArguments keywords, each value parsed by the
+    field's type; a key that is no field, or one our flags set, is refused naming the right
+    one."""
+    if not cfg.settings.trainer_args:
+        return {}
+    from transformers import TrainingArguments
+
+    hints = get_type_hints(TrainingArguments)
+    known = sorted(f.name for f in fields(TrainingArguments) if f.init)
+    owners = {key: owner for key, (owner, _) in our_arguments(cfg, None, True).items()}
+    values: dict[str, Any] = {}
+    for item in cfg.settings.trainer_args:
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if key in owners:
+            raise RvlError(f"--trainer-arg {key}: set by {owners[key]}; use that instead")
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = ""
+            if near:
+                hint = f"; did you mean {near[0]}" + (
+                    f" (set by {owners[near[0]]})" if near[0] in owners else "") + "?"
+            raise RvlError(f"--trainer-arg {key}: not a field of transformers' "
+                           f"TrainingArguments{hint}")
+        values[key] = parse_value(key, text, hints[key])
+    return values
+
+
+def parse_value(key: str, text: str, hint: Any) -> Any:
+    """``text`` as the field type ``hint`` says: bool, int, float, JSON for dicts and lists,
+    an enum's value, a string; ``none`` for an optional field."""
+    kinds = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    order = (type(None), bool, int, float, dict, list, Enum, str)
+    ranked = sorted(kinds, key=lambda k: next(
+        (i for i, base in enumerate(order) if (get_origin(k) or k) is base
+         or (isinstance(k, type) and issubclass(k, base))), len(order)))
+    raw = text.strip()
+    for kind in ranked:
+        base = get_origin(kind) or kind
+        if kind is type(None) and raw.lower() in ("none", "null"):
+            return None
+        if base is bool and raw.lower() in TRUE + FALSE:
+            return raw.lower() in TRUE
+        if base in (int, float):
+            try:
+                return base(raw)
+            except ValueError:
+                continue
+        if base in (dict, list):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, base):
+                return value
+        is_enum = isinstance(base, type) and issubclass(base, Enum)
+        if is_enum and raw in {member.value for member in base}:
+            return raw
+        if base is str:
+            return text
+    shown = " or ".join(getattr(k, "__name__", str(k)) for k in ranked)
+    raise RvlError(f"--trainer-arg {key}={text}: not a {shown}")
+
+
+def check_arguments(cfg: TrainConfig) -> None:
+    """The names only this transformers can judge, before anything is prepared or written;
+    transformers is imported only when a setting leaves its default."""
+    s = cfg.settings
+    if s.optim != DEFAULT_OPTIM:
+        from transformers.training_args import OptimizerNames
+
+        _check_name("--optim", s.optim, [o.value for o in OptimizerNames])
+    if s.lr_scheduler != DEFAULT_SCHEDULER:
+        from transformers.trainer_utils import SchedulerType
+
+        _check_name("--lr-scheduler", s.lr_scheduler, [t.value for t in SchedulerType])
+    if s.report_to != "none":
+        from rvl_llm.compat import reporting_integrations
+
+        known, installed = reporting_integrations()
+        for name in (n.strip() for n in s.report_to.split(",")):
+            if name != "all":
+                _check_name("--report-to", name, [*known, "all", "none"])
+            if name not in ("all", *installed):
+                shown = ", ".join(installed) or "none of them"
+                raise RvlError(f"--report-to {name}: not installed (pip install {name}); "
+                               f"installed here: {shown}")
+    attention = s.attn_implementation
+    if attention is not None and "/" not in attention:  # "org/repo": a kernel from the hub
+        from rvl_llm.compat import attention_implementations
+
+        _check_name("--attn-implementation", attention, list(attention_implementations()))
+    trainer_arg_values(cfg)
+
+
+def _check_name(option: str, value: str, allowed: list[str]) -> None:
+    if value in allowed:
+        return
+    near = difflib.get_close_matches(value, allowed, n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    raise RvlError(f"{option} {value}: unknown; {hint}choose from {', '.join(allowed)}")
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def save_at_end(settings: TrainSettings) -> list[Any]:
+    """``--save end``: one checkpoint (resumable, with optimiser state) after the last step."""
+    if settings.save != "end":
+        return []
+    from transformers import TrainerCallback
+
+    class SaveAtEnd(TrainerCallback):
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= state.max_steps:
+                control.should_save = True
+
+    return [SaveAtEnd()]
+
+
+def validations_since_best(log_history: list[dict[str, Any]]) -> int:
+    """Validations after the first with the best accuracy: EarlyStoppingCallback's count."""
+    scores = [e[METRIC] for e in log_history if METRIC in e]
+    return len(scores) - 1 - scores.index(max(scores)) if scores else 0
+
+
+def early_stopping(settings: TrainSettings) -> list[Any]:
+    """``--early-stopping-patience N``: transformers' EarlyStoppingCallback on validation
+    accuracy. Its count is taken from the log when training (re)starts, so a resumed run counts
+    the validations before the kill; resumed from the checkpoint at which it had stopped, the run
+    stops after one step whose weights, validation and save are dropped (final/ is the best
+    checkpoint, as in the uninterrupted run)."""
+    if settings.early_stopping_patience is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    class EarlyStopping(EarlyStoppingCallback):
+        stopped = False  # resumed from the checkpoint where the run had stopped
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            super().on_train_begin(args, state, control, **kwargs)
+            self.early_stopping_patience_counter = validations_since_best(state.log_history)
+            self.stopped = self.early_stopping_patience_counter >= self.early_stopping_patience
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.stopped:
+                control.should_training_stop = True
+                control.should_evaluate = control.should_save = control.should_log = False
+
+    return [EarlyStopping(early_stopping_patience=settings.early_stopping_patience)]

@@ -1,0 +1,422 @@
+"""``--config FILE`` on every command, and the ``config.yaml`` a train run writes.
+
+The commands' run functions are replaced by ones that capture the frozen config they are given,
+so these tests build configs from files without loading a model, except the round trip: a tiny
+real training run whose ``config.yaml`` trains it again to the same recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from rvl_llm.cli import main
+from rvl_llm.config_file import RUN_CONFIG_NAME, config_keys
+from rvl_llm.evaluate.config import EvalConfig
+from rvl_llm.pipeline.config import DEFAULT_RESPONSE_TEMPLATE, PrepareConfig
+from rvl_llm.predict.config import PredictConfig
+from rvl_llm.train.cli import train_command
+from rvl_llm.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The config each command hands its run function (which does nothing else)."""
+    from rvl_llm.evaluate import report as report_module
+    from rvl_llm.evaluate import run as eval_run
+    from rvl_llm.pipeline import prepare as prepare_run
+    from rvl_llm.predict import run as predict_run
+    from rvl_llm.train import run as train_run
+
+    seen: dict[str, Any] = {}
+
+    def capture(name: str, result: Any) -> Callable[..., Any]:
+        def run(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+            seen[name] = cfg
+            return result
+
+        return run
+
+    prepared = SimpleNamespace(notes=[], summary_lines=lambda: [], root=Path("shards"))
+    monkeypatch.setattr(train_run, "run_train", capture("train", None))
+    monkeypatch.setattr(prepare_run, "run_prepare", capture("prepare", prepared))
+    monkeypatch.setattr(eval_run, "run_eval", capture("eval", None))  # None: not the main rank
+    monkeypatch.setattr(predict_run, "run_predict", capture("predict", SimpleNamespace(
+        is_main=False)))
+    monkeypatch.setattr(report_module, "run_report", capture("report", "report written"))
+    return seen
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def assert_refused(result: Result, *needles: str) -> str:
+    """A non-zero exit and one line, ``Error: ...``, holding every needle."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+TRAIN_YAML = """\
+# a comment
+data: corpus
+name: from-yaml
+model: some/model
+max-len: 128          # - spelling
+lora_rank: 16         # _ spelling
+generative: true
+data-files: [train=a.jsonl, validation=b.jsonl]
+mixed-precision: bf16
+lr: 3.0e-4
+"""
+
+TRAIN_TOML = """\
+data = "corpus"
+name = "from-toml"
+model = "some/model"
+max_len = 128
+lora-rank = 16
+generative = true
+data_files = "train=a.jsonl,validation=b.jsonl"
+mixed-precision = "bf16"
+lr = 3e-4
+"""
+
+
+@pytest.mark.parametrize(("file_name", "text"), [("run.yaml", TRAIN_YAML),
+                                                  ("run.yml", TRAIN_YAML),
+                                                  ("run.toml", TRAIN_TOML)])
+def test_train_config_file(file_name: str, text: str, workdir: Path,
+                           captured: dict[str, Any]) -> None:
+    result = invoke("train", "--config", str(write(workdir / file_name, text)))
+    assert result.exit_code == 0, result.output
+    cfg: TrainConfig = captured["train"]
+    assert cfg.name == ("from-toml" if file_name.endswith(".toml") else "from-yaml")
+    assert cfg.data.data_dir == Path("corpus") and cfg.data.model == "some/model"
+    assert cfg.data.max_len == 128 and cfg.data.generative is True
+    assert cfg.data.data_files == ("train=a.jsonl", "validation=b.jsonl")
+    assert cfg.data.splits == ("train", "validation")
+    assert cfg.settings.lora_rank == 16 and cfg.settings.mixed_precision == "bf16"
+    assert cfg.settings.lr == pytest.approx(3e-4)
+    # Everything the file does not name keeps its default.
+    assert cfg.settings.lora_alpha == 8 and cfg.data.response_template == (
+        DEFAULT_RESPONSE_TEMPLATE) and cfg.settings.trainable is None
+
+
+def test_command_line_overrides_the_file(workdir: Path, captured: dict[str, Any]) -> None:
+    path = write(workdir / "run.yaml", TRAIN_YAML + "progress: false\n")
+    result = invoke("train", "--config", str(path), "--max-len", "256", "-r", "2",
+                    "--name", "other", "--data-files", "train=c.jsonl", "--progress")
+    assert result.exit_code == 0, result.output
+    cfg: TrainConfig = captured["train"]
+    assert cfg.name == "other" and cfg.data.max_len == 256 and cfg.settings.lora_rank == 2
+    assert cfg.data.data_files == ("train=c.jsonl",) and cfg.data.progress is True
+    assert cfg.data.generative is True  # from the file, not overridden
+    # The order does not matter: the file is read before any other option.
+    result = invoke("train", "--max-len", "256", "--config", str(path))
+    assert result.exit_code == 0 and captured["train"].data.max_len == 256
+
+
+def test_null_and_bare_flag_values(workdir: Path, captured: dict[str, Any]) -> None:
+    path = write(workdir / "run.yaml", "data: corpus\nname: n\nmodel: m\nmax-len: null\n"
+                 "mixed-precision: true\nset-pad-token: true\nlabels: null\n")
+    result = invoke("train", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    cfg: TrainConfig = captured["train"]
+    assert cfg.data.max_len == 512  # null: the option's default
+    assert cfg.settings.mixed_precision == "auto"  # true: as the bare --mixed-precision
+    assert cfg.settings.set_pad_token == ""  # as the bare --set-pad-token
+    assert cfg.data.labels_file is None
+
+
+@pytest.mark.parametrize(("file_name", "text", "key", "nearest"), [
+    ("bad.yaml", "data: corpus\nmax-lenn: 3\n", "max-lenn", "max-len"),
+    ("bad.toml", 'data = "corpus"\nlora_rnk = 3\n', "lora_rnk", "lora-rank"),
+    ("bad.yaml", "splits: train\n", "splits", "split-file"),  # prepare's, not train's
+])
+def test_unknown_key_names_the_nearest(file_name: str, text: str, key: str, nearest: str,
+                                       workdir: Path, captured: dict[str, Any]) -> None:
+    path = write(workdir / file_name, text)
+    assert_refused(invoke("train", "--config", str(path)), str(path), f"unknown key '{key}'",
+                   f"did you mean '{nearest}'?")
+    assert "train" not in captured and sorted(p.name for p in workdir.iterdir()) == [file_name]
+
+
+@pytest.mark.parametrize(("text", "option"), [
+    ("max-len: abc\n", "'--max-len': 'abc' is not a valid integer"),
+    ("generative: maybe\n", "'-g' / '--generative': 'maybe' is not a valid boolean"),
+    ("trainable: half\n", "'--trainable': 'half' is not one of"),
+    ("lr: [1, 2]\n", "--lr takes one value, not a list"),
+    ("name: {a: 1}\n", "--name takes a value, not a table"),
+])
+def test_wrong_type_names_the_option(text: str, option: str, workdir: Path,
+                                     captured: dict[str, Any]) -> None:
+    path = write(workdir / "run.yaml", "data: corpus\nmodel: m\n" + text)
+    assert_refused(invoke("train", "--config", str(path), "--name", "n"), str(path), option)
+    assert "train" not in captured
+
+
+@pytest.mark.parametrize(("file_name", "text", "where"), [
+    ("bad.yaml", "data: corpus\nname: [run\nmodel: m\n", "line 3"),
+    ("bad.yaml", "data: corpus\n  name: run\n", "line 2"),
+    ("bad.toml", 'data = "corpus"\nname = \nmodel = "m"\n', "line 2"),
+])
+def test_malformed_file_names_the_line(file_name: str, text: str, where: str, workdir: Path,
+                                       captured: dict[str, Any]) -> None:
+    path = write(workdir / file_name, text)
+    kind = "YAML" if file_name.endswith(".yaml") else "TOML"
+    assert_refused(invoke("train", "--config", str(path)), str(path), f"not valid {kind}", where)
+    assert "train" not in captured
+
+
+def test_unreadable_files(workdir: Path, captured: dict[str, Any]) -> None:
+    assert_refused(invoke("prepare", "--config", "missing.yaml"), "missing.yaml", "no such file")
+    (workdir / "folder.yaml").mkdir()
+    assert_refused(invoke("prepare", "--config", "folder.yaml"), "folder.yaml", "cannot read")
+    write(workdir / "run.json", "{}")
+    assert_refused(invoke("prepare", "--config", "run.json"), "run.json", ".yaml, .yml or .toml")
+    write(workdir / "list.yaml", "- data\n- corpus\n")
+    assert_refused(invoke("prepare", "--config", "list.yaml"), "list.yaml", "mapping", "list")
+    write(workdir / "twice.yaml", "max-len: 3\nmax_len: 4\n")
+    assert_refused(invoke("prepare", "--config", "twice.yaml"), "twice.yaml", "'max-len'",
+                   "'max_len'", "--max-len")
+    (workdir / "latin1.yaml").write_bytes(b"suffix: \xe9\n")
+    assert_refused(invoke("prepare", "--config", "latin1.yaml"), "latin1.yaml", "UTF-8")
+    assert not captured and not (workdir / "data_cache").exists()
+
+
+def test_an_empty_file_sets_nothing(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "empty.yaml", "# nothing yet\n")
+    result = invoke("prepare", "--config", "empty.yaml", "-d", "corpus", "-m", "m")
+    assert result.exit_code == 0, result.output
+    assert captured["prepare"] == PrepareConfig(data_dir=Path("corpus"), model="m")
+
+
+def test_prepare_config_file(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "prepare.toml", 'data = "corpus"\nmodel = "tiny-llama3"\nmax_len = 96\n'
+          'generative = true\nsplits = ["train", "test"]\nresponse-template = "\\nClass:"\n'
+          'skip-bad-files = true\nlabels = "labels.txt"\ncache_dir = "shards"\n')
+    result = invoke("prepare", "--config", "prepare.toml")
+    assert result.exit_code == 0, result.output
+    assert captured["prepare"] == PrepareConfig(
+        data_dir=Path("corpus"), model="tiny-llama3", max_len=96, generative=True,
+        splits=("train", "test"), response_template="\nClass:", skip_bad_files=True,
+        labels_file=Path("labels.txt"), cache_dir=Path("shards"))
+    write(workdir / "prepare.yaml", "data: corpus\nmodel: m\nsplits: validation, test\n")
+    assert invoke("prepare", "--config", "prepare.yaml").exit_code == 0
+    assert captured["prepare"].splits == ("validation", "test")
+
+
+def test_eval_config_file(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "eval.yaml", "checkpoint: log/run/final\nmax_len: 256\nsplit: validation\n"
+          "decode: generate\nout-dir: results\nclass-chunk: 4\n")
+    result = invoke("eval", "--config", "eval.yaml", "-b", "2")
+    assert result.exit_code == 0, result.output
+    assert captured["eval"] == EvalConfig(
+        checkpoint=Path("log/run/final"), max_len=256, split="validation", decode="generate",
+        out_dir=Path("results"), class_chunk=4, batch_size=2)
+
+
+def test_eval_zero_shot_config_file(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "eval.yaml", "model: tiny-llama3\ngenerative: true\ndata: corpus\n"
+          "max-len: 128\n")
+    result = invoke("eval", "--config", "eval.yaml")
+    assert result.exit_code == 0, result.output
+    cfg: EvalConfig = captured["eval"]
+    assert cfg.checkpoint is None and cfg.zero_shot is not None
+    assert cfg.zero_shot.model == "tiny-llama3" and cfg.zero_shot.max_len == 128
+    assert cfg.zero_shot.splits == ("test",)
+
+
+def test_predict_config_file(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "predict.yaml", "checkpoint: log/run/final\ninputs: [scans, note.txt]\n"
+          "out: labels.csv\ntop-k: 5\nallow_skips: true\n")
+    result = invoke("predict", "--config", "predict.yaml")
+    assert result.exit_code == 0, result.output
+    assert captured["predict"] == PredictConfig(
+        checkpoint=Path("log/run/final"), inputs=("scans", "note.txt"), out=Path("labels.csv"),
+        top_k=5, allow_skips=True)
+    # INPUT on the command line replaces the file's; one input may be a plain string.
+    assert invoke("predict", "--config", "predict.yaml", "other.jsonl").exit_code == 0
+    assert captured["predict"].inputs == ("other.jsonl",)
+    write(workdir / "one.yaml", "checkpoint: c\ninputs: my scans\n")
+    assert invoke("predict", "--config", "one.yaml").exit_code == 0
+    assert captured["predict"].inputs == ("my scans",)
+
+
+def test_report_and_cache_config_files(workdir: Path, captured: dict[str, Any]) -> None:
+    write(workdir / "report.yaml", "out_dir: results\n")
+    result = invoke("report", "--config", "report.yaml")
+    assert result.exit_code == 0 and captured["report"] == Path("results")
+    write(workdir / "cache.yaml", "cache-dir: empty-cache\n")
+    (workdir / "empty-cache").mkdir()
+    for command in ("ls", "verify"):
+        result = invoke("cache", command, "--config", "cache.yaml")
+        assert result.exit_code == 0 and "no cache entries in empty-cache" in result.output
+
+
+def test_every_command_takes_config() -> None:
+    from rvl_llm.config_file import CONFIG_PARAM
+
+    commands = [main.commands[name] for name in ("prepare", "train", "eval", "report",
+                                                 "predict", "export")]
+    cache = main.commands["cache"]
+    commands += [cache.commands["ls"], cache.commands["verify"]]  # type: ignore[attr-defined]
+    for command in commands:
+        assert any(p.name == CONFIG_PARAM for p in command.params), command.name
+    keys = config_keys(train_command)
+    assert {"data", "max-len", "lora-rank", "skip-bad-rows", "skip-bad-files",
+            "progress"} <= set(keys)
+    assert "config" not in keys and "splits" not in keys
+
+
+def test_cli_import_loads_no_yaml() -> None:
+    code = ("import sys, rvl_llm.cli; heavy = [m for m in ('yaml', 'torch') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+EXPECTED_EXAMPLES: dict[str, dict[str, Any]] = {
+    "mistral-qlora-generative.yaml": {
+        "model": "mistral", "generative": True, "max_len": 768, "batch_size": 8,
+        "lora_rank": 8, "lora_alpha": 16, "mixed_precision": "auto", "trainable": "qlora"},
+    "llama3-unsloth.yaml": {"model": "llama3", "unsloth": True, "generative": True},
+    "classifier-head.yaml": {"model": "mistral", "generative": False,
+                             "trainable": "classifier"},
+    "ddp.yaml": {"model": "mistral", "trainable": "lora", "gradient_accumulation": 2},
+}
+
+
+def test_examples_are_all_checked() -> None:
+    assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED_EXAMPLES)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_resolves_into_a_train_config(example: Path, workdir: Path,
+                                              captured: dict[str, Any]) -> None:
+    result = invoke("train", "--config", str(example))
+    assert result.exit_code == 0, result.output
+    cfg: TrainConfig = captured["train"]
+    for name, expected in EXPECTED_EXAMPLES[example.name].items():
+        owner = cfg.data if hasattr(cfg.data, name) else cfg.settings
+        assert getattr(owner, name) == expected, name
+
+
+# --- the config.yaml of a train run: a tiny real run, trained again from its file -----------
+
+LABELS = ("letter", "form", "email", "invoice")
+WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
+         "total amount due payment")
+
+
+@pytest.fixture
+def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
+    """8 train and 4 validation documents over 4 classes (tests/test_train_runs.py's)."""
+    files = {}
+    for split, n in (("train", 8), ("validation", 4)):
+        for i in range(n):
+            label = i % len(LABELS)
+            words = (WORDS[label] + " the office report page ").split() * (1 + i % 6)
+            files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    return write_corpus(files)
+
+
+def test_run_config_reads_back_as_the_resolved_config(tmp_path: Path, workdir: Path,
+                                                      captured: dict[str, Any]) -> None:
+    """Without training: every train option is written, and the file gives the config back."""
+    from rvl_llm.config_file import write_run_config
+    from rvl_llm.train.config import with_preset_defaults
+
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    cfg = with_preset_defaults(TrainConfig.from_flags(
+        data_dir=tmp_path, name="run", model="some/model", log_dir=tmp_path / "log",
+        labels_file=Path("../labels.txt"), generative=True, max_len=99, lora_alpha=32,
+        data_files=("train=a.jsonl", "test=b.jsonl"), set_pad_token="", resume=True,
+        mixed_precision="auto", response_template="\n\nLabel, one line:"), None)
+    cfg.run_dir.mkdir(parents=True)
+    (workdir / "data_cache").mkdir()  # as a run has made it by then (relative: data_cache)
+    path = write_run_config(cfg, cfg.run_dir)
+    values = yaml.safe_load(path.read_text())
+    assert len(values) == len({p.name for p in config_keys(train_command).values()})
+    assert values["labels"] == str(tmp_path / "labels.txt")  # absolute, as given
+    assert values["resume"] is False and values["trust-remote-code"] is False
+    result = invoke("train", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    expected = TrainConfig.from_flags(
+        data_dir=tmp_path, name="run", model="some/model", log_dir=tmp_path / "log",
+        labels_file=tmp_path / "labels.txt", generative=True, max_len=99, lora_alpha=32,
+        data_files=("train=a.jsonl", "test=b.jsonl"), set_pad_token="",
+        mixed_precision="auto", response_template="\n\nLabel, one line:",
+        lr=1e-4, trainable="qlora", cache_dir=(workdir / "data_cache"))
+    assert captured["train"] == expected
+
+
+def _recipe_without_command(path: Path) -> dict[str, Any]:
+    recipe = json.loads(path.read_text())
+    del recipe["command"]
+    return recipe
+
+
+def test_run_config_trains_the_same_run_again(models: Path, corpus: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths on the command line: written absolute
+    result = invoke("train", "-d", "data", "--name", "run", "-m", str(models / "tiny-mistral"),
+                    "--max-len", "64", "-n", "1", "-b", "4", "--labels", "labels.txt",
+                    "--log-dir", "log", "--cache-dir", "cache", "--trainable", "classifier",
+                    "--save", "never")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "log" / "run"
+    config_path = run / RUN_CONFIG_NAME
+    written = config_path.read_text()
+    values = yaml.safe_load(written)
+    # Every option of `rvl-llm train`, once, under its first long name.
+    options = {p.name: p for p in config_keys(train_command).values()}
+    assert len(values) == len(options)
+    assert values["data"] == str(tmp_path / "data") and values["log-dir"] == str(tmp_path / "log")
+    assert values["labels"] == str(tmp_path / "labels.txt")
+    assert values["lr"] == 1e-4  # None on the command line: filled in as the run did
+    assert values["trainable"] == "classifier" and values["overwrite"] is False
+    assert values["response-template"] == DEFAULT_RESPONSE_TEMPLATE
+    first = _recipe_without_command(run / "final" / "recipe.json")
+
+    # A finished run is not replaced by its own config without --overwrite.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert_refused(invoke("train", "--config", str(config_path)), "finished", "--overwrite")
+    result = invoke("train", "--config", str(config_path), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert _recipe_without_command(run / "final" / "recipe.json") == first
+    assert config_path.read_text() == written
+    assert not list(elsewhere.iterdir())  # nothing relative to where it was run from
