@@ -96,10 +96,26 @@ class TrainerOverrides:
         super()._save(output_dir, state_dict)  # type: ignore[misc]
 
     def _issue_warnings_after_load(self, load_result: Any) -> None:
-        """A head-only checkpoint leaves out the frozen base on purpose: no missing-keys warning."""
+        """A head-only checkpoint leaves out the frozen base on purpose, and a tied output layer
+        (``lm_head.weight`` = the embeddings) is never saved: neither is a missing key."""
         if self.head_only:
             load_result = load_result._replace(missing_keys=[])
-        super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
+        tied = tied_weight_names(self.model)  # type: ignore[attr-defined]
+        missing = [k for k in load_result.missing_keys
+                   if not any(k == t or k.endswith("." + t) for t in tied)]
+        super()._issue_warnings_after_load(  # type: ignore[misc]
+            load_result._replace(missing_keys=missing))
+
+
+def tied_weight_names(model: Any) -> tuple[str, ...]:
+    """Parameters that are another parameter (tied embeddings), as ``_tied_weights_keys`` (a
+    private attribute: a dict target -> source in transformers 5, a list before) names them,
+    found on the model or on the model a peft wrapper holds."""
+    inner = getattr(model, "get_base_model", lambda: model)()
+    tied = getattr(inner, "_tied_weights_keys", None) or ()
+    if not getattr(getattr(inner, "config", None), "tie_word_embeddings", False):
+        return ()
+    return tuple(tied)
 
 
 # -- names transformers knows -----------------------------------------------------------------

@@ -47,6 +47,7 @@ class Preset:
     lora_targets: str | tuple[str, ...] = "all-linear"
     unsloth_model: str | None = None
     learning_rate: float | None = None
+    prompt: str = "plain"  # the generative prompt style: plain, or the tokenizer's chat template
     description: str = ""
 
     def __post_init__(self) -> None:

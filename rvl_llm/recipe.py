@@ -335,7 +335,8 @@ OLDEST_READABLE = 2
 ADDED_IN: dict[int, dict[str, tuple[type, tuple[str, ...]]]] = {
     3: {"data": (PrepareConfig, ("data_format", "data_files", "text_column", "label_column",
                                  "id_column", "train_size", "train_per_class", "subset_seed",
-                                 "split_file")),
+                                 "split_file", "prompt", "instruction",
+                                 "label_descriptions")),
         "settings": (TrainSettings, ("eval_steps", "save_steps", "save_total_limit", "max_steps",
                                      "early_stopping_patience", "warmup_ratio", "lr_scheduler",
                                      "max_grad_norm", "logging_steps", "optim",

@@ -135,3 +135,16 @@ def test_attention_implementations_name_eager_and_sdpa() -> None:
 
     names = attention_implementations()
     assert {"eager", "sdpa", "flash_attention_2"} <= set(names)
+
+
+def test_tied_weight_names_name_the_tied_output_layer(models: Path) -> None:
+    """transformers' private ``_tied_weights_keys``: a tied model names lm_head.weight, so
+    reloading the best checkpoint does not warn that it is missing."""
+    from transformers import AutoModelForCausalLM
+
+    from rvl_llm.compat import tied_weight_names
+
+    model = AutoModelForCausalLM.from_pretrained(models / "tiny-llama3")
+    assert tied_weight_names(model) == ("lm_head.weight",)
+    model.config.tie_word_embeddings = False
+    assert tied_weight_names(model) == ()

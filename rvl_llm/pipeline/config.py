@@ -23,6 +23,7 @@ DEFAULT_RESPONSE_TEMPLATE = "\n\n### Classification:"
 DEFAULT_CACHE_DIR = Path("data_cache")  # also the default of `rvl-llm cache ls/verify`
 # What --data can be: a folder of OCR JSON files, table files, or a Hugging Face dataset.
 DATA_FORMATS = ("folder", "jsonl", "json", "csv", "parquet", "datasets")
+PROMPT_STYLES = ("plain", "chat")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class PrepareConfig:
         help="Prompt + ' class name' + EOS with a completion-only loss mask (else a classifier)."))
     response_template: str = field(default=DEFAULT_RESPONSE_TEMPLATE, metadata=cli(
         "--response-template", help="Directive after the document in generative mode."))
+    prompt: str | None = field(default=None, metadata=cli(
+        "--prompt", type=click.Choice(PROMPT_STYLES),
+        help="Generative prompt: plain (document + response template) or chat (the tokenizer's "
+        "chat template) [the preset's, else plain]."))
+    instruction: str | None = field(default=None, metadata=cli(
+        "--instruction", help="Chat prompt: the user turn's instruction before the document "
+        "[names the label set]."))
+    label_descriptions: Path | None = field(default=None, metadata=cli(
+        "--label-descriptions",
+        help="Chat prompt: a file of 'class name: description' lines added to the instruction."))
     splits: tuple[str, ...] = field(default=SPLITS, metadata=cli(
         "--splits", help="Splits to build, comma-separated (the cache key covers all)."))
     prefix_train: str = field(default="train_", metadata=cli("--prefix-train"))
