@@ -36,8 +36,9 @@ KEY_FIELDS = (
     "tokenizer",
     "data",
 )
-# Hashed only when present: an entry prepared without subset flags keeps the key it always had.
-OPTIONAL_KEY_FIELDS = ("selection",)
+# Hashed only when present: an entry prepared without subset flags or a chat prompt keeps the key
+# it always had.
+OPTIONAL_KEY_FIELDS = ("selection", "chat")
 
 
 def file_sha256(path: Path) -> str:

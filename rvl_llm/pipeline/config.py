@@ -99,6 +99,7 @@ class PrepareConfig:
             raise RvlError(f"--splits {','.join(self.splits)}: choose from {', '.join(SPLITS)}")
         if self.generative and not self.response_template.strip():
             raise RvlError("--response-template: must not be empty in generative mode")
+        self._check_prompt()
         if self.tokenize_batch < 1:
             raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
         for option, value in (("--train-size", self.train_size),
@@ -108,6 +109,20 @@ class PrepareConfig:
         if self.train_size is not None and self.train_per_class is not None:
             raise RvlError("--train-size and --train-per-class: choose one way to sample")
         self._check_prefixes()
+
+    def _check_prompt(self) -> None:
+        """What needs no preset: a chat prompt is generative; an instruction is a chat prompt's
+        (a preset's plain prompt with --instruction is refused where the preset is resolved)."""
+        if self.prompt == "chat" and not self.generative:
+            raise RvlError("--prompt chat: a prompt is for generative mode; add -g (a classifier "
+                           "reads the document alone)")
+        for option, value in (("--instruction", self.instruction),
+                              ("--label-descriptions", self.label_descriptions)):
+            if value is not None and (not self.generative or self.prompt == "plain"):
+                raise RvlError(f"{option}: only a chat prompt has an instruction; pass -g "
+                               "--prompt chat (or a preset whose prompt is chat)")
+        if self.instruction is not None and not self.instruction.strip():
+            raise RvlError("--instruction: must not be empty")
 
     def _check_prefixes(self) -> None:
         """Every file must belong to one split at most: an empty prefix, or one that starts

@@ -22,6 +22,8 @@ from typing import Any
 from rvl_llm.atomic import replace_dir, write_json_atomic
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline import cache
+from rvl_llm.pipeline.chat import key_settings as chat_key_settings
+from rvl_llm.pipeline.chat import resolve_prompt
 from rvl_llm.pipeline.chunks import build_chunks
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import BadFile
@@ -79,6 +81,7 @@ class _Inputs:
     source: Source  # lists and reads the documents; its files key the cache
     tokenizer_dir: Path
     settings: dict[str, Any]
+    prompt: str  # the resolved prompt style: plain or chat
 
 
 def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
@@ -157,6 +160,7 @@ def _reason(err: OSError) -> str:
 
 def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
     model = resolve_model(cfg.model)
+    prompt = resolve_prompt(cfg, model.preset)
     source = open_source(cfg)
     if source.unit == "files":  # a folder's listing is its scan: bad names stop even a hit
         _list_splits(cfg, source, list(cfg.splits))
@@ -173,8 +177,11 @@ def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
     selection = selection_settings(cfg)
     if selection is not None:  # absent otherwise: entries without a subset keep their keys
         settings["selection"] = selection
+    if prompt == "chat":  # absent otherwise: plain entries keep their keys
+        settings["response_template"] = None  # unused: the chat template makes the directive
+        settings["chat"] = chat_key_settings(cfg, tokenizer_dir, source.labels)
     settings["source"] = {"model": cfg.model, "location": model.location}
-    return _Inputs(source.labels, source, tokenizer_dir, settings)
+    return _Inputs(source.labels, source, tokenizer_dir, settings, prompt)
 
 
 def _list_splits(cfg: PrepareConfig, source: Source, todo: list[str]) -> dict[str, Listing]:
@@ -223,7 +230,8 @@ def _build(
     from rvl_llm.pipeline.rows import load_row_builder
 
     listings = _list_splits(cfg, inputs.source, todo)
-    builder = load_row_builder(replace(cfg, labels=inputs.labels), inputs.tokenizer_dir)
+    resolved = replace(cfg, labels=inputs.labels, prompt=inputs.prompt)
+    builder = load_row_builder(resolved, inputs.tokenizer_dir, log=say)
     encode, template = builder.encode, builder.template
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})

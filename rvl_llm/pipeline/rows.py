@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.template import Row, build_row
 from rvl_llm.pipeline.tokenize import EncodeBatch, Log, TokenizerFiles, encode_documents
+
+if TYPE_CHECKING:
+    from rvl_llm.pipeline.chat import ChatPrompt
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ def row_builder(cfg: PrepareConfig, tokenizer: TokenizerFiles | Any) -> RowBuild
     transformers tokenizer (a checkpoint's)."""
     from rvl_llm.pipeline.tokenize import batch_encoder, build_template
 
+    labels = cfg.label_names()
+    chat = _chat_prompt(cfg, tokenizer, labels)
     if not isinstance(tokenizer, TokenizerFiles):
         tokenizer = TokenizerFiles.from_transformers(tokenizer)
     encode = batch_encoder(tokenizer.backend)
@@ -52,7 +57,28 @@ def row_builder(cfg: PrepareConfig, tokenizer: TokenizerFiles | Any) -> RowBuild
         encode,
         generative=cfg.generative,
         response_template=cfg.response_template,
-        labels=cfg.label_names(),
+        labels=labels,
         max_len=cfg.max_len,
+        chat=chat,
     )
     return RowBuilder(template, encode)
+
+
+def _chat_prompt(
+    cfg: PrepareConfig, tokenizer: TokenizerFiles | Any, labels: Sequence[str]
+) -> ChatPrompt | None:
+    """The chat prompt ``cfg`` resolves to (None: plain), with the tokenizer's own template:
+    read from its folder (prepare), or from a loaded checkpoint's tokenizer (predict)."""
+    from rvl_llm.pipeline import chat
+    from rvl_llm.presets import load_presets
+
+    # Prepare and recipes pass the resolved style; else --model's preset decides (a folder or a
+    # hub id has none: plain), looked up by name so that no folder need exist.
+    preset = load_presets().get(cfg.model) if cfg.prompt is None else None
+    if chat.resolve_prompt(cfg, preset) != "chat":
+        return None
+    if isinstance(tokenizer, TokenizerFiles):
+        template = chat.template_from_files(Path(tokenizer.name))
+    else:
+        template = chat.template_from_transformers(tokenizer)
+    return chat.chat_prompt(cfg, template, labels)

@@ -29,6 +29,8 @@ from rvl_llm.pipeline.template import make_template
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from rvl_llm.pipeline.chat import ChatPrompt
+
 SLACK = 8  # tokens past the budget that a prefix must yield before it counts as long enough
 CHARS_PER_TOKEN = 6  # first window: above the p99 of OCR text (Llama 3: 5.8, Mistral: 5.2)
 # A plain word placed before a segment, so the segment tokenises as a continuation of text
@@ -271,8 +273,10 @@ def build_template(
     response_template: str,
     labels: Sequence[str],
     max_len: int,
+    chat: ChatPrompt | None = None,
 ) -> TemplateIds:
-    """The template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes."""
+    """The template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes;
+    with ``chat``, the chat prompt's (``rvl_llm.pipeline.chat``) in generative mode."""
     if isinstance(tokenizer, TokenizerFiles):
         model, eos_id = tokenizer.name, tokenizer.eos_token_id
         prefix, suffix = list(tokenizer.prefix), list(tokenizer.suffix)
@@ -281,6 +285,12 @@ def build_template(
         prefix, suffix = special_tokens_around(tokenizer)
     if not generative:
         return make_template("classifier", max_len, prefix=prefix, suffix=suffix)
+    if chat is not None:
+        from rvl_llm.pipeline.chat import chat_template_ids
+
+        backend = (tokenizer.backend if isinstance(tokenizer, TokenizerFiles)
+                   else tokenizer.backend_tokenizer)
+        return chat_template_ids(backend, chat, labels=labels, max_len=max_len, model=model)
     if eos_id is None:
         raise RvlError(f"--model {model}: the tokenizer has no EOS token")
     directive = encode_segment(encode, response_template)

@@ -30,9 +30,15 @@ def build_recipe(
 ) -> Recipe:
     """Everything eval, predict and resume need: the prepare settings verbatim, with what
     depends on the working folder made absolute and the label set inline."""
+    from rvl_llm.pipeline.chat import resolve_prompt
+
+    data = cfg.data.resolved()
+    descriptions = data.label_descriptions
     data = replace(
-        cfg.data.resolved(),
-        model=source.location,
+        data,
+        model=source.location,  # a location has no preset: record the style it resolved to
+        prompt=resolve_prompt(cfg.data, source.preset) if data.generative else data.prompt,
+        label_descriptions=descriptions.resolve() if descriptions is not None else None,
         labels=manifest.labels,
         labels_file=None,
         progress=None,

@@ -1,0 +1,267 @@
+"""Chat prompts: the document in a user turn of the tokenizer's chat template, the class name as
+the assistant's reply, cut into the segments every row is built from (``TemplateIds``).
+
+The conversation is rendered once, with sentinel strings in place of the document and of the
+class name, the way transformers renders it (jinja2's sandbox, the same variables). The text is
+split at the sentinels into the prefix (system turn, user turn up to the document), the
+directive (end of the user turn, start of the assistant's) and the end of the assistant's turn
+(up to and including its end-of-turn token); each is tokenised with special tokens recognised.
+Documents are tokenised apart, special-token text as text, exactly as in the plain prompt. So
+masks, truncation and scoring stay those of ``template.py``: nothing searches for tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rvl_llm.errors import RvlError
+from rvl_llm.pipeline.manifest import TemplateIds
+from rvl_llm.pipeline.template import make_template
+from rvl_llm.pipeline.tokenize import (
+    _resolved_config,
+    _token_content,
+    batch_encoder,
+    encode_after,
+    encode_segment,
+)
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from rvl_llm.pipeline.config import PrepareConfig
+    from rvl_llm.presets import Preset
+
+# The user turn's instruction unless --instruction replaces it; "{labels}" (here or in
+# --instruction) becomes the label set, comma-separated.
+DEFAULT_INSTRUCTION = "Classify this document as one of: {labels}. Answer with the class name only."
+# Between the instruction and the document. It ends in one newline after a word, so the document
+# tokenises the same alone as after it (a blank line before it would merge with a document's
+# first whitespace in byte-level BPE).
+DOCUMENT_HEADING = "\n\nDocument:\n"
+# Tokens the template sees, as transformers passes them. Not pad_token: a checkpoint's tokenizer
+# carries the pad token training chose, and predict must render the prompt prepare rendered.
+TEMPLATE_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "cls_token", "mask_token")
+_DOCUMENT = "\u27e6rvl-document\u27e7"  # sentinels: text no template or label contains
+_ANSWER = "\u27e6rvl-answer\u27e7"
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A tokenizer's chat template and the special tokens it is rendered with."""
+
+    text: str  # the jinja source
+    tokens: tuple[tuple[str, str], ...]  # (name, content): bos_token, eos_token, ...
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """Everything a chat prompt is made of, in clear text."""
+
+    template: ChatTemplate
+    instruction: str  # the user turn before the document: instruction, descriptions, heading
+
+
+def resolve_prompt(cfg: PrepareConfig, preset: Preset | None) -> str:
+    """The prompt style a generative run uses: --prompt, else the preset's, else plain. A
+    classifier has no prompt ("plain": the document alone)."""
+    if not cfg.generative:
+        return "plain"
+    style = cfg.prompt or (preset.prompt if preset is not None else "plain")
+    if style != "chat" and (cfg.instruction is not None or cfg.label_descriptions is not None):
+        option = "--instruction" if cfg.instruction is not None else "--label-descriptions"
+        raise RvlError(f"{option}: only a chat prompt has an instruction, and --model "
+                       f"{cfg.model}'s prompt is {style}; add --prompt chat")
+    return style
+
+
+def template_from_files(folder: Path) -> ChatTemplate | None:
+    """The chat template transformers would load from ``folder``: chat_template.jinja, else
+    tokenizer_config.json's ``chat_template`` (its "default" when it lists several)."""
+    config = _resolved_config(folder)
+    text: Any = None
+    if (folder / "chat_template.jinja").is_file():
+        text = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    elif "chat_template" in config:
+        text = config["chat_template"]
+        if isinstance(text, list):
+            text = {t.get("name"): t.get("template") for t in text if isinstance(t, dict)}
+        if isinstance(text, dict):
+            text = text.get("default")
+    if not isinstance(text, str) or not text:
+        return None
+    tokens = tuple((n, c) for n in TEMPLATE_TOKENS if (c := _token_content(config.get(n))))
+    return ChatTemplate(text, tokens)
+
+
+def template_from_transformers(tokenizer: Any) -> ChatTemplate | None:
+    """A loaded transformers tokenizer's chat template (a checkpoint's: predict)."""
+    text = getattr(tokenizer, "chat_template", None)
+    if isinstance(text, dict):
+        text = text.get("default")
+    if not isinstance(text, str) or not text:
+        return None
+    found = tokenizer.special_tokens_map
+    return ChatTemplate(text, tuple((n, str(found[n])) for n in TEMPLATE_TOKENS if found.get(n)))
+
+
+def chat_prompt(cfg: PrepareConfig, template: ChatTemplate | None,
+                labels: Sequence[str]) -> ChatPrompt:
+    """The prompt ``cfg`` asks for with ``template`` (None: the tokenizer has none, an error)."""
+    if template is None:
+        raise RvlError(f"--prompt chat: --model {cfg.model}'s tokenizer has no chat template "
+                       "(no chat_template.jinja, none in tokenizer_config.json); use --prompt "
+                       "plain")
+    descriptions = load_descriptions(cfg.label_descriptions, labels)
+    return ChatPrompt(template, instruction_text(cfg.instruction, labels, descriptions))
+
+
+def key_settings(cfg: PrepareConfig, folder: Path, labels: Sequence[str]) -> dict[str, Any]:
+    """What a chat prompt adds to the cache key, in clear text (and every check, before any
+    build): the template, the instruction and the descriptions."""
+    prompt = chat_prompt(cfg, template_from_files(folder), labels)
+    return {
+        "chat_template": prompt.template.text,
+        "template_tokens": dict(prompt.template.tokens),
+        "instruction": prompt.instruction,
+    }
+
+
+def load_descriptions(path: Path | None, labels: Sequence[str]) -> dict[str, str]:
+    """``class name: description`` lines (blank lines skipped); every name must be a class."""
+    if path is None:
+        return {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise RvlError(f"--label-descriptions {path}: cannot read ({reason})") from err
+    found: dict[str, str] = {}
+    where: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        name, colon, description = line.partition(":")
+        name, description = name.strip(), description.strip()
+        if not colon or not name or not description:
+            raise RvlError(f"{path}:{number}: expected 'class name: description', got "
+                           f"{line.strip()[:60]!r}")
+        if name not in labels:
+            raise RvlError(f"{path}:{number}: {name!r} is not a class ({', '.join(labels)})")
+        if name in found:
+            raise RvlError(f"{path}:{number}: {name!r} is described twice (first on line "
+                           f"{where[name]})")
+        found[name], where[name] = description, number
+    return found
+
+
+def instruction_text(instruction: str | None, labels: Sequence[str],
+                     descriptions: dict[str, str]) -> str:
+    """The user turn before the document: the instruction, a line per described class (in
+    class order) and the heading the document follows."""
+    head = (instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(labels)).strip()
+    lines = [head, *(f"- {name}: {descriptions[name]}" for name in labels if name in descriptions)]
+    return "\n".join(lines) + DOCUMENT_HEADING
+
+
+def render(template: ChatTemplate, messages: list[dict[str, str]], *,
+           add_generation_prompt: bool = False) -> str:
+    """The conversation as transformers' ``apply_chat_template(..., tokenize=False)`` renders it."""
+    import jinja2
+    from jinja2 import nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(Extension):  # {% generation %} marks the assistant's text: render it as is
+        tags: ClassVar[set[str]] = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller: Any) -> str:
+            return caller()
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                          sort_keys=sort_keys)
+
+    def strftime_now(fmt: str) -> str:
+        from datetime import datetime
+
+        return datetime.now().strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[Generation, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env.from_string(template.text).render(
+        messages=messages, tools=None, documents=None,
+        add_generation_prompt=add_generation_prompt, **dict(template.tokens),
+    )
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The rendered conversation, cut at the document and at the class name."""
+
+    prefix: str  # everything before the document
+    directive: str  # from after the document to the class name
+    end_of_turn: str  # after the class name, up to and including the end-of-turn token
+
+
+def segments(prompt: ChatPrompt, special_tokens: Sequence[str], model: str) -> Segments:
+    messages = [{"role": "user", "content": prompt.instruction + _DOCUMENT},
+                {"role": "assistant", "content": _ANSWER}]
+    try:
+        text = render(prompt.template, messages)
+    except Exception as err:  # a template error, or a template that raises on our messages
+        raise RvlError(f"--prompt chat: --model {model}'s chat template fails "
+                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                       ) from err
+    if text.count(_DOCUMENT) != 1 or text.count(_ANSWER) != 1 or (
+        text.index(_DOCUMENT) > text.index(_ANSWER)
+    ):
+        raise RvlError(f"--prompt chat: --model {model}'s chat template does not show the user's "
+                       "message and then the assistant's once each; use --prompt plain")
+    prefix, rest = text.split(_DOCUMENT)
+    directive, after = rest.split(_ANSWER)
+    ends = [(after.find(t), t) for t in special_tokens if t and t in after]
+    if not ends:
+        raise RvlError(f"--prompt chat: --model {model}'s chat template ends the assistant's "
+                       "turn with no special token; use --prompt plain")
+    start, token = min(ends, key=lambda found: (found[0], -len(found[1])))
+    return Segments(prefix, directive, after[: start + len(token)])
+
+
+def chat_template_ids(backend: Tokenizer, prompt: ChatPrompt, *, labels: Sequence[str],
+                      max_len: int, model: str) -> TemplateIds:
+    """The template of ``prompt``: prefix + document + directive | class name + end of turn."""
+    from tokenizers import Tokenizer
+
+    template_backend = Tokenizer.from_str(backend.to_str())  # a copy: documents keep theirs
+    template_backend.encode_special_tokens = False  # the template's special tokens are tokens
+    specials = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
+    parts = segments(prompt, specials, model)
+    encode = batch_encoder(template_backend)
+    prefix = encode([parts.prefix])[0]
+    directive = encode_segment(encode, parts.directive)
+    completions = []
+    for name in labels:
+        named = encode_after(encode, parts.directive, name)
+        end = encode_after(encode, parts.directive + name, parts.end_of_turn)
+        if named is None or end is None:
+            raise RvlError(f"--prompt chat: class {name!r} merges with --model {model}'s chat "
+                           "template into one token; use --prompt plain")
+        completions.append([*named, *end])
+    return make_template("generative", max_len, prefix=prefix, directive=directive,
+                         completions=completions)
