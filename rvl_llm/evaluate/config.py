@@ -28,7 +28,8 @@ ZERO_SHOT_OUT_DIR = Path("results")  # default output folder of a zero-shot eval
 # With -c the checkpoint's recipe names them all.
 ZERO_SHOT_FIELDS = ("model", "generative", "response_template", "labels_file", "prefix_train",
                     "prefix_validation", "prefix_test", "suffix", "data_format", "text_column",
-                    "label_column", "id_column")
+                    "label_column", "id_column", "prompt", "instruction",
+                    "label_descriptions")
 NO_HEAD = ("-m/--model without -g/--generative: a classifier's head would be untrained "
            "(random); pass -g for a zero-shot baseline or -c for a trained classifier")
 

@@ -148,6 +148,8 @@ class PrepareConfig:
             data_dir=resolved_data(self.data_dir),
             cache_dir=self.cache_dir.resolve(),
             split_file=self.split_file.resolve() if self.split_file else None,
+            label_descriptions=(self.label_descriptions.resolve() if self.label_descriptions
+                                else None),
         )
 
     def label_names(self) -> tuple[str, ...]:

@@ -32,13 +32,10 @@ def build_recipe(
     depends on the working folder made absolute and the label set inline."""
     from rvl_llm.pipeline.chat import resolve_prompt
 
-    data = cfg.data.resolved()
-    descriptions = data.label_descriptions
     data = replace(
-        data,
+        cfg.data.resolved(),
         model=source.location,  # a location has no preset: record the style it resolved to
-        prompt=resolve_prompt(cfg.data, source.preset) if data.generative else data.prompt,
-        label_descriptions=descriptions.resolve() if descriptions is not None else None,
+        prompt=resolve_prompt(cfg.data, source.preset) if cfg.data.generative else cfg.data.prompt,
         labels=manifest.labels,
         labels_file=None,
         progress=None,
