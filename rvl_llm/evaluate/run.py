@@ -133,7 +133,8 @@ def zero_shot_subject(cfg: EvalConfig) -> Subject:
     labels = data.label_names()
     shown = data.model if source.preset or not source.is_local else Path(source.location).name
     prompt = (data.response_template, labels, data.prefix_train, data.prefix_validation,
-              data.prefix_test, data.suffix)
+              data.prefix_test, data.suffix, data.prompt, data.instruction,
+              str(data.label_descriptions))
     return Subject(
         name=f"{_sanitise(shown)}-{ZERO_SHOT_MARK}",
         identity=(ZERO_SHOT_MARK, source.location, *prompt),
