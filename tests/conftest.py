@@ -187,3 +187,22 @@ def small_corpus(write_corpus: Callable[..., Path]) -> Path:
             text = " ".join(f"{split} document {i} word {j}." for j in range(words // 4))
             files[f"{split}_{i:04d}_{i * 5}_aws.json"] = text
     return write_corpus(files)
+
+
+CORPUS_LABELS = ("letter", "form", "email", "invoice")
+CORPUS_WORDS = ("dear sincerely regards yours", "field date signature box",
+                "from subject sent cc", "total amount due payment")
+
+
+@pytest.fixture
+def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
+    """8 train and 4 validation documents over 4 classes, 5-40 words each, and labels.txt
+    (train tests)."""
+    files = {}
+    for split, n in (("train", 8), ("validation", 4)):
+        for i in range(n):
+            label = i % len(CORPUS_LABELS)
+            words = (CORPUS_WORDS[label] + " the office report page ").split() * (1 + i % 6)
+            files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
+    (tmp_path / "labels.txt").write_text("\n".join(CORPUS_LABELS) + "\n")
+    return write_corpus(files)

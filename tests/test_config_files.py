@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from test_train_cli import assert_refused
 
 from rvl_llm.cli import main
 from rvl_llm.config_file import RUN_CONFIG_NAME, config_keys
@@ -74,17 +75,6 @@ def invoke(*args: str) -> Result:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def assert_refused(result: Result, *needles: str) -> str:
-    """A non-zero exit and one line, ``Error: ...``, holding every needle."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 TRAIN_YAML = """\
@@ -334,22 +324,6 @@ def test_example_resolves_into_a_train_config(example: Path, workdir: Path,
 
 # --- the config.yaml of a train run: a tiny real run, trained again from its file -----------
 
-LABELS = ("letter", "form", "email", "invoice")
-WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
-         "total amount due payment")
-
-
-@pytest.fixture
-def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
-    """8 train and 4 validation documents over 4 classes (tests/test_train_runs.py's)."""
-    files = {}
-    for split, n in (("train", 8), ("validation", 4)):
-        for i in range(n):
-            label = i % len(LABELS)
-            words = (WORDS[label] + " the office report page ").split() * (1 + i % 6)
-            files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
-    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    return write_corpus(files)
 
 
 def test_run_config_reads_back_as_the_resolved_config(tmp_path: Path, workdir: Path,

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-from test_train_runs import LABELS, WORDS, config, corpus  # noqa: F401 - fixtures
+from conftest import CORPUS_LABELS as LABELS
+from conftest import CORPUS_WORDS as WORDS
+from test_train_runs import config
 
 from rvl_llm.cli import main
 from rvl_llm.train.run import run_train
@@ -23,7 +25,7 @@ def evaluate(checkpoint: Path, out: Path, *args: str) -> tuple[str, dict]:
     return result.output, json.loads((folder / "metrics.json").read_text())
 
 
-def test_eval_of_a_trained_run(models: Path, corpus: Path, tmp_path: Path,  # noqa: F811
+def test_eval_of_a_trained_run(models: Path, corpus: Path, tmp_path: Path,
                                write_corpus: Callable[..., Path]) -> None:
     write_corpus({f"test_{i:04d}_{i % 4}_aws.json": WORDS[i % 4] + " page" for i in range(4)})
     cfg = config(tmp_path, models / "tiny-mistral", trainable="classifier", num_epochs=2,

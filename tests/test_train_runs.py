@@ -4,12 +4,12 @@ tokenizers): every trainable mode, the run folder, the recipe, and reloading for
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import CORPUS_LABELS as LABELS
 
 from rvl_llm.inference.checkpoint import load_checkpoint
 from rvl_llm.recipe import Recipe
@@ -17,27 +17,11 @@ from rvl_llm.train import model as train_model
 from rvl_llm.train.config import TrainConfig
 from rvl_llm.train.run import TrainResult, run_train
 
-LABELS = ("letter", "form", "email", "invoice")
-WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
-         "total amount due payment")
 RECIPE_FIELDS = {
     "recipe_version", "run_name", "model", "model_location", "data", "settings", "pad_token",
     "lora_targets", "quantization", "mixed_precision", "cache_key", "versions", "command",
     "validation_accuracy", "best_validation_accuracy",
 }
-
-
-@pytest.fixture
-def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
-    """8 train and 4 validation documents over 4 classes, 5-40 words each."""
-    files = {}
-    for split, n in (("train", 8), ("validation", 4)):
-        for i in range(n):
-            label = i % len(LABELS)
-            words = (WORDS[label] + " the office report page ").split() * (1 + i % 6)
-            files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
-    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    return write_corpus(files)
 
 
 def config(tmp_path: Path, model: Path, **overrides: Any) -> TrainConfig:

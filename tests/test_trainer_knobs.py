@@ -9,12 +9,12 @@ optimiser steps an epoch. Accuracies are forced where the test needs a best vali
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import CORPUS_LABELS as LABELS
 from test_train_cli import assert_refused
 from test_train_runs import config
 
@@ -24,23 +24,6 @@ from rvl_llm.train import model as train_model
 from rvl_llm.train.arguments import parse_value, trainer_arg_values, training_arguments
 from rvl_llm.train.config import TrainConfig
 from rvl_llm.train.run import run_train
-
-LABELS = ("letter", "form", "email", "invoice")
-WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
-         "total amount due payment")
-
-
-@pytest.fixture
-def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
-    """8 train and 4 validation documents over 4 classes, and the label file."""
-    files = {}
-    for split, n in (("train", 8), ("validation", 4)):
-        for i in range(n):
-            label = i % len(LABELS)
-            words = (WORDS[label] + " the office report page ").split() * (1 + i % 6)
-            files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
-    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    return write_corpus(files)
 
 
 def settings_config(tmp_path: Path, **flags: Any) -> TrainConfig:

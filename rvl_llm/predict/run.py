@@ -48,7 +48,7 @@ class PredictResult:
 def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | None = None,
                 stdout: IO[str] | None = None) -> PredictResult:
     say = log or (lambda _msg: None)
-    from rvl_llm.inference.checkpoint import check_weights, weights_folder
+    from rvl_llm.inference.checkpoint import weights_folder
     from rvl_llm.inference.distributed import contiguous_share, gather_in_rank_order
     from rvl_llm.predict.classifier import Classifier
     from rvl_llm.predict.outputs import RecordWriter, check_output
@@ -57,8 +57,7 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
     if cfg.out is not None:
         check_output(cfg.out)
     checkpoint = weights_folder(cfg.checkpoint)
-    Recipe.read(checkpoint)
-    check_weights(checkpoint)  # every check that needs no model comes before it loads
+    Recipe.read(checkpoint)  # a bad -c is named before any input is read (the weights: at load)
     state = _process_state()
     world, rank, is_main = state.num_processes, state.process_index, state.is_main_process
     if STDIN in cfg.inputs and world > 1:
