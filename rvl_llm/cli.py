@@ -10,6 +10,7 @@ import click
 from rvl_llm import __version__
 from rvl_llm.evaluate.cli import eval_command, report_command
 from rvl_llm.export.cli import export_command
+from rvl_llm.ocr.cli import ocr_command
 from rvl_llm.pipeline.cli import cache_group, prepare_command
 from rvl_llm.predict.cli import predict_command
 from rvl_llm.train.cli import train_command
@@ -38,6 +39,7 @@ def presets_command() -> None:
         )
 
 
+main.add_command(ocr_command)
 main.add_command(prepare_command)
 main.add_command(cache_group)
 main.add_command(train_command, "train")

@@ -4,7 +4,10 @@ A config file (YAML or TOML) maps a command's long option names (``max-len`` or 
 ``inputs`` and ``out_dir`` for the positional arguments) to values. It fills click's
 ``default_map`` before the other options are processed, so the command line overrides the file
 and ``--help``, types, choices and validation stay click's. An unknown key, a value of the wrong
-type or a file that cannot be read is a one-line error naming the file.
+type or a file that cannot be read is a one-line error naming the file. A value must be of the
+kind the option takes, as strict as on the command line (no ``64.7`` read as 64, no ``0`` read as
+false). Keys that grant something (replacing or continuing a run, running a model's own code) are
+refused: only the command line decides them. One ``--config`` per command.
 
 A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml`` (:func:`write_run_config`):
 ``rvl-llm train --config log/NAME/config.yaml --overwrite`` trains the same run again.
@@ -12,6 +15,7 @@ A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml`` (:func:
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import Field, fields, is_dataclass
@@ -23,6 +27,7 @@ import click
 from rvl_llm.atomic import write_text_atomic
 from rvl_llm.errors import RvlError
 from rvl_llm.options import CLI_KEY, split_commas
+from rvl_llm.recipe import secret_names, without_secrets
 
 if TYPE_CHECKING:
     from rvl_llm.train.config import TrainConfig
@@ -31,26 +36,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
 RUN_CONFIG_NAME = "config.yaml"  # in LOG_DIR/NAME, beside recipe.json
 CONFIG_PARAM = "config_file"
-# What the command line alone decides when a run's config.yaml is used again: they are written
-# false (replacing or continuing the run, and running the model's own code, are never taken
-# from a file that a run wrote).
+# What the command line alone decides, on every command that has them: replacing or continuing
+# a run (or an export) and running a model's own code are never taken from a file, which may
+# come from anywhere (a run's config.yaml, a download). A file that names one is refused.
 COMMAND_LINE_ONLY = ("resume", "overwrite", "trust_remote_code")
 SCALARS = (str, int, float, bool)
 
 
 def _load_into_default_map(ctx: click.Context, _param: click.Parameter,
-                           path: Path | None) -> None:
+                           paths: tuple[Path, ...]) -> None:
     """The eager ``--config`` option's callback: the file's values become the defaults of the
     command's other parameters (the command line still overrides them)."""
-    if path is None:
+    if not paths:
         return
+    if len(paths) > 1:  # click would keep the last one and drop the others without a word
+        shown = ", ".join(str(p) for p in paths)
+        raise RvlError(f"--config given {len(paths)} times ({shown}): give one file "
+                       "(options on the command line override it)")
+    path = paths[0]
     values = read_config_file(path)
     defaults = config_defaults(ctx, values, path)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 config_file_option: Callable[[F], F] = click.option(
-    "--config", CONFIG_PARAM, type=click.Path(path_type=Path), metavar="FILE",
+    "--config", CONFIG_PARAM, type=click.Path(path_type=Path), metavar="FILE", multiple=True,
     is_eager=True, expose_value=False, callback=_load_into_default_map,
     help="Read options from a YAML or TOML file (keys: the long option names, - or _); "
          "options on the command line override it.")
@@ -136,6 +146,9 @@ def config_defaults(ctx: click.Context, values: Mapping[str, Any],
             raise RvlError(f"--config {path}: unknown key '{key}' for rvl-llm "
                            f"{command.name}{hint}")
         assert param.name is not None
+        if param.name in COMMAND_LINE_ONLY:
+            raise RvlError(f"--config {path}: '{key}' is decided on the command line only; "
+                           f"remove it from the file and pass {_hint(param)} when you mean it")
         if param.name in given_as:
             raise RvlError(f"--config {path}: '{given_as[param.name]}' and '{key}' both set "
                            f"{_hint(param)}; keep one")
@@ -163,6 +176,8 @@ def _click_value(param: click.Parameter, value: Any, path: Path) -> Any:
     if isinstance(value, list):
         if not all(isinstance(item, SCALARS) for item in value):
             raise RvlError(f"--config {path}: {_hint(param)}: a list of plain values expected")
+        for item in value:
+            _check_kind(param, item, path)
         if several:
             return value
         if comma_list:
@@ -170,12 +185,46 @@ def _click_value(param: click.Parameter, value: Any, path: Path) -> Any:
         raise RvlError(f"--config {path}: {_hint(param)} takes one value, not a list")
     if isinstance(value, dict):
         raise RvlError(f"--config {path}: {_hint(param)} takes a value, not a table/mapping")
-    if several:  # one input given as a plain string, not split on spaces
-        return [value]
     if isinstance(value, bool) and _takes_optional_value(param):
         # --mixed-precision / --set-pad-token: true is the bare flag, false the default
         return param.flag_value if value else None  # type: ignore[attr-defined]
+    _check_kind(param, value, path)
+    if several:  # one input given as a plain string, not split on spaces
+        return [value]
     return value
+
+
+def _check_kind(param: click.Parameter, value: Any, path: Path) -> None:
+    """A file's value must be of the kind the option takes, as strictly as on the command line:
+    click would read 64.7 as 64 and 0 as false, and fail with a traceback on a date."""
+    if isinstance(value, str):
+        return  # click parses it as it parses the command line
+    kind = param.type
+    expected = ("true or false" if isinstance(kind, click.types.BoolParamType)
+                else "a whole number" if isinstance(kind, click.types.IntParamType)
+                else "a number" if isinstance(kind, click.types.FloatParamType)
+                else "text")
+    if isinstance(value, bool):
+        fits = expected == "true or false"
+    elif isinstance(value, int):
+        fits = expected in ("a whole number", "a number", "text")
+    elif isinstance(value, float):
+        fits = expected in ("a number", "text")
+    else:  # a TOML or YAML date or time: click has no such type
+        fits = False
+    if not fits:
+        raise RvlError(f"--config {path}: {_hint(param)} takes {expected}, not "
+                       f"{_shown(value)}; fix the value in the file")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date too
+        return f"the {type(value).__name__} {value.isoformat()} (quote it if it is text)"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _takes_optional_value(param: click.Parameter) -> bool:
@@ -191,10 +240,12 @@ def write_run_config(cfg: TrainConfig, run_dir: Path) -> Path:
     """Write ``run_dir/config.yaml``: every option of ``rvl-llm train`` with the value this run
     used (``cfg`` with the preset's defaults filled in), paths absolute, the label set as given.
     The keys come from the config fields' ``cli`` declarations, so a new field is written with
-    no edit here; only the options the train command offers are written."""
+    no edit here; only the options the train command offers are written, less those decided on
+    the command line only, and no secret ``--trainer-arg``."""
     from rvl_llm.train.cli import train_command
 
-    offered = {p.name for p in train_command.params if p.name != CONFIG_PARAM}
+    offered = {p.name for p in train_command.params
+               if p.name != CONFIG_PARAM and p.name not in COMMAND_LINE_ONLY}
     sections = run_config_sections(cfg, offered)
     written = {f.name for section in sections.values() for f, _value in section}
     assert written == offered, f"train options without a field: {sorted(offered - written)}"
@@ -225,8 +276,8 @@ def _long_name(f: Field) -> str:
 
 
 def _file_value(name: str, value: Any) -> Any:
-    if name in COMMAND_LINE_ONLY:
-        return False
+    if name == "trainer_args":  # a token or password never reaches a file
+        return list(without_secrets(value))
     if name == "model":
         return _model_value(value)
     if isinstance(value, Path):
@@ -265,10 +316,13 @@ def _run_config_text(cfg: TrainConfig, path: Path,
         "# absolute). Train it again with",
         f"#   rvl-llm train --config {path.resolve()} --overwrite",
         "# Options on the command line override these keys. resume, overwrite and",
-        "# trust-remote-code are written false: give them on the command line.",
+        "# trust-remote-code are not written: give them on the command line.",
     ]
     if cfg.data.trust_remote_code:
         lines.append("# This run was given --trust-remote-code.")
+    secrets = secret_names(cfg.settings.trainer_args)
+    if secrets:
+        lines.append(f"# Not written (secrets): --trainer-arg {', '.join(secrets)}.")
     for title, section in sections.items():
         values = {_long_name(f): _file_value(f.name, value) for f, value in section}
         lines += ["", f"# {title}",

@@ -12,12 +12,15 @@ made from; merged and full exports are recorded as full runs in the exported dty
 like any full checkpoint.
 
 A recipe never grants permissions: ``trust_remote_code`` is read back as False, so a downloaded
-checkpoint cannot switch on its own code; only the flag of the command being run can.
+checkpoint cannot switch on its own code; only the flag of the command being run can. A recipe
+never holds a secret either: a ``--trainer-arg`` whose name says token, secret, password or key
+(``hub_token``) is left out of it, and its value is masked in the recorded command line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,38 @@ DEFAULT_SCHEDULER = "cosine"
 DEFAULT_LR = 1e-4  # when neither --lr nor the preset says
 DEFAULT_TRAINABLE = "qlora"  # when neither --trainable nor the preset says
 BARE_FLAG = ""  # --set-pad-token given without a value
+# A --trainer-arg whose name holds one of these words is a secret: used, never written to a file.
+SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "apikey")
+MASK = "***"
+
+
+def is_secret(name: str) -> bool:
+    """``hub_token``, ``api_key``, ``push_to_hub_token``: a word of the name says it is a secret
+    (``include_num_input_tokens_seen`` does not)."""
+    return any(word in SECRET_WORDS for word in re.split(r"[_\-.\s]+", name.strip().lower()))
+
+
+def secret_names(trainer_args: tuple[str, ...]) -> list[str]:
+    """The secret keys among ``--trainer-arg KEY=VALUE`` items."""
+    return [item.partition("=")[0].strip() for item in trainer_args
+            if is_secret(item.partition("=")[0])]
+
+
+def without_secrets(trainer_args: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(item for item in trainer_args if not is_secret(item.partition("=")[0]))
+
+
+def masked_command(command: str) -> str:
+    """``command`` with the value of every secret ``KEY=VALUE`` in it replaced by ``***``."""
+    return " ".join(_masked_word(word) for word in command.split(" "))
+
+
+def _masked_word(word: str) -> str:
+    parts = word.split("=")  # also --trainer-arg=hub_token=VALUE
+    for i, part in enumerate(parts[:-1]):
+        if is_secret(part.lstrip("-")):
+            return "=".join(parts[:i + 1]) + "=" + MASK
+    return word
 
 
 @dataclass(frozen=True)
@@ -285,7 +320,12 @@ class Recipe:
         return self.settings.trainable
 
     def to_json(self) -> dict[str, object]:
-        data = to_json(self)
+        # Secrets stay in memory (the Trainer needs them), never in a file: every recipe on
+        # disk (run folder, checkpoints, final/, an export) is written from here.
+        public = replace(self, settings=replace(
+            self.settings, trainer_args=without_secrets(self.settings.trainer_args)),
+            command=masked_command(self.command))
+        data = to_json(public)
         for name in LATER_FIELDS:
             if data[name] is None:
                 del data[name]

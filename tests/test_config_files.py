@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from test_train_cli import assert_refused
 
 from rvl_llm.cli import main
-from rvl_llm.config_file import RUN_CONFIG_NAME, config_keys
+from rvl_llm.config_file import COMMAND_LINE_ONLY, RUN_CONFIG_NAME, config_keys
 from rvl_llm.evaluate.config import EvalConfig
 from rvl_llm.pipeline.config import DEFAULT_RESPONSE_TEMPLATE, PrepareConfig
 from rvl_llm.predict.config import PredictConfig
@@ -342,9 +342,10 @@ def test_run_config_reads_back_as_the_resolved_config(tmp_path: Path, workdir: P
     (workdir / "data_cache").mkdir()  # as a run has made it by then (relative: data_cache)
     path = write_run_config(cfg, cfg.run_dir)
     values = yaml.safe_load(path.read_text())
-    assert len(values) == len({p.name for p in config_keys(train_command).values()})
+    offered = {p.name for p in config_keys(train_command).values()}
+    assert len(values) == len(offered - set(COMMAND_LINE_ONLY))
     assert values["labels"] == str(tmp_path / "labels.txt")  # absolute, as given
-    assert values["resume"] is False and values["trust-remote-code"] is False
+    assert not {"resume", "overwrite", "trust-remote-code"} & set(values)  # command line only
     result = invoke("train", "--config", str(path))
     assert result.exit_code == 0, result.output
     expected = TrainConfig.from_flags(
@@ -374,13 +375,14 @@ def test_run_config_trains_the_same_run_again(models: Path, corpus: Path, tmp_pa
     config_path = run / RUN_CONFIG_NAME
     written = config_path.read_text()
     values = yaml.safe_load(written)
-    # Every option of `rvl-llm train`, once, under its first long name.
+    # Every option of `rvl-llm train`, once, under its first long name, but those decided on
+    # the command line only.
     options = {p.name: p for p in config_keys(train_command).values()}
-    assert len(values) == len(options)
+    assert len(values) == len(set(options) - set(COMMAND_LINE_ONLY))
     assert values["data"] == str(tmp_path / "data") and values["log-dir"] == str(tmp_path / "log")
     assert values["labels"] == str(tmp_path / "labels.txt")
     assert values["lr"] == 1e-4  # None on the command line: filled in as the run did
-    assert values["trainable"] == "classifier" and values["overwrite"] is False
+    assert values["trainable"] == "classifier" and "overwrite" not in values
     assert values["response-template"] == DEFAULT_RESPONSE_TEMPLATE
     first = _recipe_without_command(run / "final" / "recipe.json")
 
@@ -394,3 +396,106 @@ def test_run_config_trains_the_same_run_again(models: Path, corpus: Path, tmp_pa
     assert _recipe_without_command(run / "final" / "recipe.json") == first
     assert config_path.read_text() == written
     assert not list(elsewhere.iterdir())  # nothing relative to where it was run from
+
+
+# --- issue 14: what a file may not decide, and values of the wrong kind -----------------------
+
+
+@pytest.mark.parametrize(("command", "text", "key"), [
+    ("train", "overwrite: true\n", "overwrite"),
+    ("train", "resume: true\n", "resume"),
+    ("train", "overwrite: false\n", "overwrite"),  # the key itself, whatever its value
+    ("train", "trust-remote-code: true\n", "trust-remote-code"),
+    ("train", "trust_remote_code: true\n", "trust_remote_code"),
+    ("prepare", "trust-remote-code: true\n", "trust-remote-code"),
+    ("eval", "trust-remote-code: true\n", "trust-remote-code"),
+    ("predict", "trust-remote-code: true\n", "trust-remote-code"),
+    ("export", "overwrite: true\n", "overwrite"),
+    ("export", "trust-remote-code: true\n", "trust-remote-code"),
+])
+def test_command_line_only_keys_are_refused(command: str, text: str, key: str, workdir: Path,
+                                            captured: dict[str, Any]) -> None:
+    path = write(workdir / "run.yaml", text)
+    flag = "--" + key.replace("_", "-")
+    assert_refused(invoke(command, "--config", str(path)), str(path), f"'{key}'",
+                   "command line only", flag)
+    assert not captured and sorted(p.name for p in workdir.iterdir()) == ["run.yaml"]
+
+
+def test_a_config_file_cannot_replace_a_finished_run(workdir: Path) -> None:
+    """The run function is the real one: the refusal comes before anything is read or written."""
+    final = workdir / "log" / "run" / "final"
+    final.mkdir(parents=True)
+    (final / "recipe.json").write_text("{}")
+    (final / "model.safetensors").write_bytes(b"the trained weights")
+    before = {p: p.read_bytes() for p in final.iterdir()}
+    path = write(workdir / "run.yaml", f"data: {workdir}\nname: run\nmodel: m\n"
+                 f"log-dir: {workdir / 'log'}\noverwrite: true\n")
+    assert_refused(invoke("train", "--config", str(path)), "'overwrite'", "--overwrite")
+    assert {p: p.read_bytes() for p in final.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_a_config_file_cannot_run_a_models_own_code(command: str, workdir: Path) -> None:
+    """A model whose auto_map names its own Python file: a file saying trust-remote-code is
+    refused before the model is looked at, so the code never runs."""
+    model = workdir / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(
+        {"model_type": "evil", "auto_map": {"AutoConfig": "evil.EvilConfig"}}))
+    marker = workdir / "ran"
+    (model / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    values = {"train": f"data: {workdir}\nname: run\nmodel: {model}\n",
+              "eval": f"model: {model}\ndata: {workdir}\n",
+              "predict": f"checkpoint: {model}\ninputs: [{workdir}]\n"}[command]
+    path = write(workdir / "run.yaml", values + "trust-remote-code: true\n")
+    assert_refused(invoke(command, "--config", str(path)), "'trust-remote-code'",
+                   "--trust-remote-code")
+    assert not marker.exists()
+    assert sorted(p.name for p in workdir.iterdir()) == ["model", "run.yaml"]
+
+
+def test_two_config_files_are_refused(workdir: Path, captured: dict[str, Any]) -> None:
+    first = write(workdir / "first.yaml", "max-len: 64\n")
+    second = write(workdir / "second.yaml", "lora-rank: 2\n")
+    assert_refused(invoke("train", "--config", str(first), "--config", str(second), "-d", "c",
+                          "--name", "n", "-m", "m"),
+                   "--config given 2 times", "first.yaml", "second.yaml", "give one")
+    assert not captured
+
+
+@pytest.mark.parametrize(("file_name", "text", "needles"), [
+    ("run.yaml", "max-len: 64.7\n", ["--max-len takes a whole number, not 64.7"]),
+    ("run.yaml", "max-len: 64.0\n", ["--max-len takes a whole number, not 64.0"]),
+    ("run.yaml", "max-len: true\n", ["--max-len takes a whole number, not true"]),
+    ("run.yaml", "generative: 0\n", ["-g / --generative takes true or false, not 0"]),
+    ("run.yaml", "generative: 1\n", ["-g / --generative takes true or false, not 1"]),
+    ("run.yaml", "tf32: 1\n", ["--tf32 takes true or false, not 1"]),
+    ("run.yaml", "lr: false\n", ["--lr takes a number, not false"]),
+    ("run.yaml", "trainable: yes\n", ["--trainable takes text, not true"]),  # YAML 1.1's yes
+    ("run.yaml", "name: 2024-01-31\n", ["--name takes text", "date 2024-01-31", "quote it"]),
+    ("run.yaml", "trainer-arg: [seed=1, true]\n", ["--trainer-arg takes text, not true"]),
+    ("run.toml", "max-len = 1979-05-27\n", ["--max-len takes a whole number",
+                                            "the date 1979-05-27"]),
+    ("run.toml", "max-len = 07:32:00\n", ["--max-len takes a whole number",
+                                          "the time 07:32:00"]),
+    ("run.toml", "name = 1979-05-27T07:32:00\n", ["--name takes text", "datetime"]),
+])
+def test_values_of_the_wrong_kind_are_refused(file_name: str, text: str, needles: list[str],
+                                              workdir: Path, captured: dict[str, Any]) -> None:
+    """As strict as the command line: no 64.7 run at 64, no 0 read as false, no traceback."""
+    path = write(workdir / file_name, text)
+    assert_refused(invoke("train", "--config", str(path), "-d", "c", "--name", "n", "-m", "m"),
+                   str(path), *needles)
+    assert not captured
+
+
+def test_values_of_the_right_kind_still_pass(workdir: Path, captured: dict[str, Any]) -> None:
+    path = write(workdir / "run.yaml", "data: c\nname: 123\nmodel: m\nlr: 3\nmax-len: 96\n"
+                 "generative: false\ntf32: true\nsuffix: 1.5\n")
+    result = invoke("train", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    cfg: TrainConfig = captured["train"]
+    assert (cfg.name, cfg.settings.lr, cfg.data.max_len, cfg.data.generative) == (
+        "123", 3.0, 96, False)
+    assert cfg.settings.tf32 is True and cfg.data.suffix == "1.5"

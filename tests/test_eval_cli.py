@@ -98,6 +98,10 @@ def build_run(tmp_path: Path, mode: str = "generative") -> Path:
     written.write(final)
     written.write(final.parent)
     write_corpus(tmp_path / "data")
+    # As training leaves it: the recipe's cache folder holds the cache (here a key's lock file),
+    # so eval uses it instead of falling back to the default folder.
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f".{'0' * 20}.lock").touch()
     return final
 
 

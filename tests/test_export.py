@@ -339,3 +339,120 @@ def test_importing_the_command_imports_no_torch() -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+# ---- a full disk, the load report, chat prompts -------------------------------------------------
+
+def test_a_full_disk_while_saving_the_weights_is_one_line_and_leaves_nothing(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from safetensors import SafetensorError
+
+    def full_disk(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", full_disk)
+    out = tmp_path / "out"
+    message = refused("-c", str(runs["head"]), "-o", str(out))
+    assert message == (f"Error: -o {out}: cannot write the export (No space left on device); "
+                       "nothing was kept")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exporting_a_classifier_shows_no_false_load_report(
+    runs: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Building the classifier on the causal LM reports its new head MISSING; the checkpoint's
+    head replaces it, so the report is false for this load and not shown."""
+    export(runs["head"], tmp_path / "out")
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.err + captured.out
+    assert "newly initialized" not in captured.err + captured.out
+
+
+def test_the_load_report_filter_keeps_any_other_report() -> None:
+    import logging
+
+    def record(rows: str) -> logging.LogRecord:
+        text = ("\x1b[1mMistralForSequenceClassification LOAD REPORT\x1b[0m from: base\n"
+                "Key | Status | \n----+--------+-\n" + rows + "\n\nNotes:\n- MISSING:\tnew")
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0, text,
+                                 None, None)
+
+    report_filter = export_run._HeadReportFilter()
+    assert not report_filter.filter(record("lm_head.weight | UNEXPECTED | \n"
+                                           "score.weight | \x1b[31mMISSING\x1b[0m | "))
+    assert report_filter.filter(record("score.weight | MISSING | \n"
+                                       "model.layers.0.mlp.up_proj.weight | MISSING | "))
+    assert report_filter.filter(record("score.weight | MISMATCH | "))
+
+
+@pytest.fixture(scope="module")
+def chat_run(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model with SmolLM2's real tokenizer and chat template, trained a few steps
+    with --prompt chat: its final/ folder."""
+    smollm2 = sample_root / "models" / "smollm2-instruct"
+    if not (smollm2 / "chat_template.jinja").is_file():
+        pytest.skip(f"no SmolLM2 sample model at {smollm2}; build it with `make sample`")
+    root = tmp_path_factory.mktemp("chat")
+    model = root / "tiny-chat"
+    model.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (model / name).write_bytes((smollm2 / name).read_bytes())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(model)
+    data = root / "data"
+    data.mkdir()
+    for split, n in (("train", 8), ("validation", 4), ("test", 6)):
+        for i in range(n):
+            label = i % len(LABELS)
+            words = (WORDS[label] + f" page {split} <|im_end|>").split() * (1 + i % 5)
+            doc = {"id": f"{split}-{i}", "ocr": " ".join(words)}
+            (data / f"{split}_{i:04d}_{label}_aws.json").write_text(json.dumps(doc))
+    (root / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    cfg = TrainConfig.from_flags(
+        data_dir=data, name="chat", model=str(model), max_len=96, generative=True,
+        prompt="chat", num_epochs=1, max_steps=2, batch_size=4, lr=1e-2, trainable="full",
+        labels_file=root / "labels.txt", log_dir=root / "log", cache_dir=root / "cache",
+        save="never")
+    run_train(cfg)
+    return cfg.run_dir / "final"
+
+
+def test_the_card_of_a_chat_run_renders_the_chat_prompt_and_predicts_as_rvl_llm(
+    chat_run: Path, tmp_path: Path,
+) -> None:
+    """The card's own snippet, executed: the same prompt segments as prepare and the same
+    labels as `rvl-llm predict` on the test documents."""
+    from rvl_llm.cli import main
+
+    recipe = Recipe.read(chat_run)
+    assert recipe.data.prompt == "chat"
+    out = tmp_path / "out"
+    export(chat_run, out)
+    card = (out / "README.md").read_text()
+    assert "chat template" in card
+    code = re.search(r"```python\n(.*?)```", card.split("## Use it without rvl-llm", 1)[1],
+                     re.S).group(1)
+    namespace: dict[str, Any] = {}
+    exec(code.replace(FOLDER, str(out)), namespace)  # our own card's code
+    template = run_prepare(dataclasses.replace(recipe.data, splits=("test",))).manifest.template
+    assert namespace["prefix"] == list(template.prefix)
+    assert namespace["directive"] == list(template.directive)
+    assert namespace["completions"] == [list(c) for c in template.completions]
+    assert namespace["budget"] == template.document_budget
+
+    files = sorted(recipe.data.data_dir.glob("test_*.json"))
+    result = CliRunner().invoke(main, ["predict", "-c", str(out), "--no-progress",
+                                       *map(str, files)])
+    assert result.exit_code == 0, result.output
+    predicted = [json.loads(line)["label"] for line in result.output.splitlines()
+                 if line.startswith("{")]
+    by_card = [namespace["classify"](json.loads(f.read_text())["ocr"]) for f in files]
+    assert by_card == predicted and len(predicted) == len(files)

@@ -13,8 +13,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save as safetensors_bytes
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from rvl_llm.train import guards
@@ -39,7 +41,8 @@ def state(step: int = 7, max_steps: int = 100) -> TrainerState:
 def write_good_checkpoint(run_dir: Path, step: int) -> Path:
     folder = run_dir / f"checkpoint-{step}"
     folder.mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(b"\x08" * 16)
+    # Real (tiny) weights: a resume point's safetensors must read, as eval reads them.
+    (folder / "model.safetensors").write_bytes(safetensors_bytes({"w": np.zeros(2, np.float32)}))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     (folder / "recipe.json").write_text(json.dumps({"recipe_version": 1}))
     return folder

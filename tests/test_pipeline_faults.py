@@ -252,7 +252,7 @@ def test_a_manifest_with_an_unsafe_shard_name_is_unreadable(
     path.write_text(json.dumps(crafted))
     with pytest.raises(RvlError, match=r"unreadable manifest .*not a plain file name"):
         Manifest.load(first.root)
-    assert cache.read_manifest(first.root) is None
+    assert cache.read_manifest(first.root)[0] is None
 
 
 def test_a_manifest_with_an_unknown_split_is_unreadable(

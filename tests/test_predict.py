@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from rvl_llm.cli import main  # noqa: E402
+from rvl_llm.errors import RvlError  # noqa: E402
 from rvl_llm.labels import RVL_CDIP_CLASSES  # noqa: E402
 from rvl_llm.pipeline.config import PrepareConfig  # noqa: E402
 from rvl_llm.recipe import Recipe, TrainSettings  # noqa: E402
@@ -299,3 +301,159 @@ def test_two_process_predict_matches_one(generative: Path, sample_data: Path,
     for a, b in zip(one, two, strict=True):
         assert a["label"] == b["label"]
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14: the faults found by a hostile test
+# ------------------------------------------------------------------------------------------------
+
+
+def test_o_naming_an_input_is_refused_and_the_input_kept(generative: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "INVOICE"}\n')
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "one.txt").write_text("MEMO")
+    (tmp_path / "link.jsonl").symlink_to(docs)
+    code, stdout, stderr = predict("-c", str(generative), str(docs), "-o", str(docs))
+    assert_refused(code, stderr, f"-o {docs}", "is the INPUT")
+    assert code == 1 and stdout == ""
+    assert_refused(*predict("-c", str(generative), str(docs), "-o",
+                            str(tmp_path / "link.jsonl"))[::2], "link.jsonl", "is the INPUT")
+    assert_refused(*predict("-c", str(generative), str(folder), "-o",
+                            str(folder / "labels.csv"))[::2], "inside the INPUT folder")
+    assert docs.read_text() == '{"id": "a", "text": "INVOICE"}\n'
+    assert sorted(p.name for p in folder.iterdir()) == ["one.txt"]
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_csv_ids_with_control_characters_round_trip_through_the_command(
+        generative: Path, tmp_path: Path) -> None:
+    ids = ["a\rb.txt", "=cmd|calc", "two\nlines", "plain"]
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(json.dumps({"id": i, "text": f"MEMO {n}"}) + "\n" for n, i in enumerate(ids)))
+    out = tmp_path / "labels.csv"
+    code, _, stderr = predict("-c", str(generative), str(tmp_path / "docs.jsonl"), "-o", str(out))
+    assert code == 0, stderr
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ["a\rb.txt", "'=cmd|calc", "two\nlines", "plain"]
+    assert all(r["label"] in RVL_CDIP_CLASSES for r in rows)
+
+
+def test_json_ids_round_trip_and_duplicates_are_counted(generative: Path,
+                                                        tmp_path: Path) -> None:
+    lines = [{"id": True, "text": "a"}, {"id": {"a": 1}, "text": "b"}, {"id": 1, "text": "c"},
+             {"id": "1", "text": "d"}, {"id": "x", "text": "e"}, {"id": "x", "text": "f"}]
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, stdout, stderr = predict("-c", str(generative), str(tmp_path / "ids.jsonl"))
+    assert code == 0, stderr
+    assert [r["id"] for r in records(stdout)] == ["true", '{"a": 1}', "1", "1", "x", "x"]
+    assert f"warning: duplicate id '1' at {tmp_path / 'ids.jsonl'}:4" in stderr
+    assert "2 duplicate ids" in stderr.strip().splitlines()[-1]
+
+
+def test_empty_blank_binary_and_latin1_documents_are_counted(generative: Path,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text(" \n\t ")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    (tmp_path / "latin1.txt").write_bytes("Café menu, résumé".encode("latin-1"))
+    (tmp_path / "fine.txt").write_text("MEMO to staff")
+    names = ["empty.txt", "blank.txt", "binary.txt", "latin1.txt", "fine.txt"]
+    code, stdout, stderr = predict("-c", str(generative), *(str(tmp_path / n) for n in names))
+    assert code == 0 and len(records(stdout)) == 5  # labelled all the same, as prepare keeps them
+    summary = stderr.strip().splitlines()[-1]
+    assert "5 documents" in summary and "2 empty" in summary
+    assert "2 not UTF-8 (bytes replaced)" in summary
+
+
+def test_a_document_larger_than_memory_is_cut_and_said(generative: Path,
+                                                       tmp_path: Path) -> None:
+    """A .txt linked to /dev/zero under a memory limit: read up to a bound, labelled, said."""
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from rvl_llm.cli import main; sys.argv = ['rvl-llm'] + sys.argv[1:]; main()")
+    done = subprocess.run([sys.executable, "-c", script, "predict", "-c", str(generative),
+                           "--no-progress", str(tmp_path / "zero.txt")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    [record] = records(done.stdout)
+    assert record["truncated"] is True and record["id"] == str(tmp_path / "zero.txt")
+    assert f"cut {tmp_path / 'zero.txt'}: longer than 16 MiB" in done.stderr
+    assert "1 cut at read" in done.stderr
+
+
+def test_max_len_beyond_the_models_positions_is_refused(generative: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("MEMO")
+    out = tmp_path / "out.jsonl"
+    code, _, stderr = predict("-c", str(generative), "--max-len", "10000", "-o", str(out),
+                              str(tmp_path / "a.txt"))
+    assert_refused(code, stderr, "--max-len 10000", "8192 positions")
+    assert code == 1 and not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_killed_runs_temporary_output_is_removed_by_the_next_run(generative: Path,
+                                                                  tmp_path: Path) -> None:
+    """kill -9 while predict writes -o: its temporary file stays; the next run to the same file
+    removes it (its process is gone) and says so."""
+    import signal
+    import time
+
+    out = tmp_path / "out.csv"
+    script = "import sys; from rvl_llm.cli import main; sys.argv[0] = 'rvl-llm'; main()"
+    running = subprocess.Popen(  # reads standard input, left open: it waits mid-run
+        [sys.executable, "-c", script, "predict", "-c", str(generative), "-o", str(out),
+         "--no-progress", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert running.stdin is not None
+    running.stdin.write(b'{"text": "MEMO"}\n')
+    running.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not (staged := list(tmp_path.glob(".tmp-out.csv-*"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    running.send_signal(signal.SIGKILL)
+    running.wait()
+    assert len(staged) == 1 and staged[0].name.startswith(f".tmp-out.csv-{running.pid}-")
+    assert staged[0].exists() and not out.exists()
+    (tmp_path / "a.txt").write_text("MEMO")
+    code, _, stderr = predict("-c", str(generative), "-o", str(out), str(tmp_path / "a.txt"))
+    assert code == 0 and f"removed {staged[0]}" in stderr
+    assert not list(tmp_path.glob(".tmp-*")) and out.exists()
+
+
+def test_the_api_checks_its_arguments_at_the_edge(generative: Path, tmp_path: Path) -> None:
+    from rvl_llm import Classifier
+
+    clf = Classifier.from_checkpoint(generative)
+    wrong_texts = [None, [1, 2], [None], b"bytes", {"a": "b"}, 3]
+    for texts in wrong_texts:
+        with pytest.raises(TypeError, match=r"^predict: texts") as caught:
+            clf.predict(texts)  # type: ignore[arg-type]
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"texts\[1\] holds a lone surrogate \(U\+D800\)"):
+        clf.predict(["fine", "bad \ud800 half"])
+    for top_k in ("2", 2.5, True):
+        with pytest.raises(TypeError, match="top_k must be a whole number"):
+            clf.predict("MEMO", top_k=top_k)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="top_k 0: must be a positive"):
+        clf.predict("MEMO", top_k=0)
+    generated = clf.predict(t for t in ["MEMO", "INVOICE"])  # a generator is many texts
+    assert [p.label for p in generated] == [p.label for p in clf.predict(["MEMO", "INVOICE"])]
+    # predict_files: one str is one path; an empty input is the command's error.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("MEMO")
+    (folder / "b.txt").write_text("INVOICE")
+    assert len(clf.predict_files(str(folder))) == len(clf.predict_files(folder)) == 2
+    with pytest.raises(TypeError, match=r"paths\[1\] is int"):
+        clf.predict_files([folder, 5])  # type: ignore[list-item]
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(RvlError, match="no documents") as caught:
+        clf.predict_files(tmp_path / "empty.jsonl")
+    code, _, stderr = predict("-c", str(generative), str(tmp_path / "empty.jsonl"))
+    assert code == 1 and caught.value.message in stderr

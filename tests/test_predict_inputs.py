@@ -333,3 +333,83 @@ def test_a_large_jsonl_streams_in_flat_memory() -> None:
         tracemalloc.stop()
     assert count == 20_000
     assert peak < 1_000_000, peak
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14: ids that round-trip (23), bounded reads (16), prepare's counts (11)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_json_ids_keep_their_json_text_and_strings_stay_as_they_are() -> None:
+    from rvl_llm.pipeline.ids import id_text
+
+    write("ids.jsonl", jsonl({"id": True, "text": "a"}, {"id": {"a": 1}, "text": "b"},
+                             {"id": 1, "text": "c"}, {"id": "1", "text": "d"},
+                             {"id": "café", "text": "e"}, {"id": 2.5, "text": "f"},
+                             {"id": [1, "x"], "text": "g"}))
+    assert [d[0] for d in docs("ids.jsonl")] == [
+        "true", '{"a": 1}', "1", "1", "café", "2.5", '[1, "x"]']
+    write("doc.json", {"id": False, "ocr": "x"})
+    assert docs("doc.json")[0][0] == "false"
+    # The one rule, shared with prepare's readers.
+    assert id_text("true") == "true" and id_text(None) == "null" and id_text(b"b\xc3\xa9") == "bé"
+
+
+def test_prepare_reads_a_json_id_by_the_same_rule(tmp_path: Path) -> None:
+    from rvl_llm.pipeline.corpus import SourceFile, read_document
+
+    path = Path(write("train_x_0.json", {"id": {"a": 1}, "ocr": "text"}))
+    assert read_document(SourceFile(str(path), 0, 1, 0)).doc_id == '{"a": 1}'
+
+
+def test_a_txt_file_that_never_ends_is_cut_at_a_bound_not_read_whole() -> None:
+    """A .txt that links to /dev/zero: its first MAX_DOCUMENT_BYTES are the document, and it
+    says it was cut; a .json or .jsonl that never ends is a bad input, read no further."""
+    from rvl_llm.predict.inputs import MAX_DOCUMENT_BYTES
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    for name in ("zero.txt", "zero.json", "zero.jsonl"):
+        os.symlink("/dev/zero", name)
+    tracemalloc.start()
+    items = read("zero.txt", "zero.json", "zero.jsonl")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * MAX_DOCUMENT_BYTES  # bounded, whatever the file's size
+    doc, json_file, jsonl_file = items
+    assert isinstance(doc, InputDocument) and doc.cut and len(doc.text) == MAX_DOCUMENT_BYTES
+    assert isinstance(json_file, BadInput) and "larger than 16 MiB" in json_file.reason
+    assert isinstance(jsonl_file, BadInput) and jsonl_file.source == "zero.jsonl:1"
+    assert "line longer than 16 MiB" in jsonl_file.reason and "rest" in jsonl_file.reason
+
+
+def test_a_cut_never_splits_a_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rvl_llm.predict.inputs.MAX_DOCUMENT_BYTES", 4)
+    write("accents.txt", "aéééé")  # a, then 2-byte characters: the cut falls inside one
+    [doc] = read("accents.txt")
+    assert isinstance(doc, InputDocument)
+    assert doc.cut and doc.text == "aé" and not doc.replaced_utf8
+    write("short.txt", "abc")
+    [short] = read("short.txt")
+    assert isinstance(short, InputDocument) and not short.cut
+
+
+def test_a_long_line_ends_the_jsonl_file_with_its_line_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rvl_llm.predict.inputs.MAX_DOCUMENT_BYTES", 40)
+    write("long.jsonl", jsonl({"text": "ok"}, {"text": "x" * 100}, {"text": "never read"}))
+    items = read("long.jsonl")
+    assert [type(i).__name__ for i in items] == ["InputDocument", "BadInput"]
+    assert items[1].source == "long.jsonl:2"  # type: ignore[union-attr]
+
+
+def test_documents_not_utf8_are_flagged_as_prepare_flags_them() -> None:
+    write("latin1.txt", "café résumé".encode("latin-1"))
+    write("binary.txt", bytes(range(256)))
+    write("utf8.txt", "café")
+    write("lines.jsonl", b'{"text": "caf\xe9"}\n{"text": "ok"}\n')
+    flags = [(i.source, i.replaced_utf8) for i in read("latin1.txt", "binary.txt", "utf8.txt",
+                                                        "lines.jsonl")
+             if isinstance(i, InputDocument)]
+    assert flags == [("latin1.txt", True), ("binary.txt", True), ("utf8.txt", False),
+                     ("lines.jsonl:1", True), ("lines.jsonl:2", False)]

@@ -288,3 +288,131 @@ def test_o_in_a_read_only_folder_is_one_line(tmp_path: Path) -> None:
         check_output(folder / "preds.csv")
     assert caught.value.message == (f"-o {folder / 'preds.csv'}: cannot write in the folder "
                                     f"{folder} (permission denied)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14: ids with control characters and formulas (7), -o among the inputs (1), staging (18)
+# ------------------------------------------------------------------------------------------------
+
+HOSTILE_IDS = ["a\rb.txt", "line\nbreak", "nul\x00and\x0bvt", "sep\u2028x", 'quo"te, comma',
+               "=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tlead", "plain"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_any_id_reads_back_one_row_a_record_with_formulas_neutralised(
+        tmp_path: Path, suffix: str) -> None:
+    import csv
+
+    records = [RECORDS[0] | {"id": doc_id} for doc_id in HOSTILE_IDS]
+    path = tmp_path / f"preds{suffix}"
+    write_records(path, [records])
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="," if suffix == ".csv" else "\t"))
+    assert len(rows) == len(HOSTILE_IDS)
+    expected = [f"'{i}" if i[0] in "=+-@\t" else i for i in HOSTILE_IDS]
+    assert [row["id"] for row in rows] == expected
+    assert {row["label"] for row in rows} == {"letter"}  # no cell moved to another column
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_csv(path, sep="," if suffix == ".csv" else "\t", keep_default_na=False)
+    assert list(frame["id"]) == expected and list(frame["probability"]) == [0.873457] * 11
+
+
+def test_a_formula_label_is_neutralised_and_plain_rows_stay_minimally_quoted(
+        tmp_path: Path) -> None:
+    from rvl_llm.predict.outputs import safe_cell
+
+    assert safe_cell("=1+1") == "'=1+1" and safe_cell("a=b") == "a=b"
+    record = RECORDS[1] | {"label": "-memo", "top_k": [{"label": "-memo", "probability": 0.5}]}
+    write_records(tmp_path / "preds.csv", [[record]], top_k=1)
+    assert (tmp_path / "preds.csv").read_text().splitlines()[1] == (
+        "\"b, final\tv2\",'-memo,0.5,true,'-memo,0.5")
+
+
+def test_o_that_is_an_input_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "a"}\n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(docs)
+    hard = tmp_path / "hard.jsonl"
+    os.link(docs, hard)
+    cases = [(docs, [str(docs)], "is the INPUT"), (link, [str(docs)], "is the INPUT"),
+             (docs, [str(link)], "is the INPUT"), (hard, [str(docs)], "is the INPUT"),
+             (folder / "out.jsonl", [str(folder)], "inside the INPUT folder")]
+    for out, inputs, words in cases:
+        with pytest.raises(RvlError) as caught:
+            check_output(out, inputs)
+        assert f"-o {out}" in caught.value.message and words in caught.value.message
+        assert "\n" not in caught.value.message
+    assert docs.read_text() == '{"text": "a"}\n'
+    # A sub-folder of an input folder is not read (not recursive), nor is another file.
+    (folder / "sub").mkdir()
+    assert check_output(folder / "sub" / "out.csv", [str(folder)]) == "csv"
+    assert check_output(tmp_path / "out.jsonl", [str(docs), "-", "missing.json"]) == "jsonl"
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def killed_staging(target: Path, pid: int) -> Path:
+    """The staging name a process ``pid`` would have left for ``target`` (as kill -9 leaves)."""
+    from rvl_llm.atomic import staging_path
+
+    mine = staging_path(target)
+    parts = mine.name.rsplit("-", 3)  # name, pid, host, random
+    return mine.with_name(f"{parts[0]}-{pid}-{parts[2]}-{parts[3]}")
+
+
+def test_a_killed_runs_temporary_file_goes_on_the_next_run_a_live_ones_stays(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    stale = killed_staging(out, dead_pid())
+    stale.write_text("half a run")
+    live = killed_staging(out, os.getppid())  # a process that is running
+    live.write_text("a run in progress")
+    other = killed_staging(tmp_path / "other.csv", dead_pid())  # another target: not ours
+    other.write_text("x")
+    unknown = tmp_path / f"{TEMP_PREFIX}out.csv-abcdef12"  # no pid: cannot tell
+    unknown.write_text("x")
+    writer = write_records(out, [RECORDS])
+    assert writer.removed_stale == [stale]
+    assert not stale.exists() and live.exists() and other.exists() and unknown.exists()
+    assert out.read_text().startswith("id,label")
+
+
+def test_a_killed_exports_staging_folder_goes_with_the_next_one(tmp_path: Path) -> None:
+    """Export (and eval) build in ``make_staging_dir``: it removes a dead builder's folder."""
+    from rvl_llm.atomic import discard_staging_dir, find_staging, make_staging_dir
+
+    target = tmp_path / "export"
+    stale = killed_staging(target, dead_pid())
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "model.safetensors").write_bytes(b"\0" * 1024)
+    live = killed_staging(target, os.getppid())
+    live.mkdir()
+    staging, created = make_staging_dir(target)
+    assert not stale.exists() and live.exists() and staging.is_dir()
+    states = {s.path: s.alive for s in find_staging(tmp_path)}
+    assert states == {live: True, staging: True}
+    discard_staging_dir(staging, created)
+
+
+def test_cache_ls_lists_staging_files_with_their_owner(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rvl_llm.cli import main
+
+    stale = killed_staging(tmp_path / "abc123", dead_pid())
+    stale.mkdir()
+    (stale / "shard.arrow").write_bytes(b"\0" * 2**20)
+    result = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"staging {stale}  1.0 MiB  (stale: process ")

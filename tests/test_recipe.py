@@ -164,3 +164,22 @@ def test_a_version_2_recipe_reads_with_the_settings_added_since(tmp_path: Path) 
     (tmp_path / "recipe.json").write_text(json.dumps(data))
     with pytest.raises(RvlError, match="recipe version 1"):
         Recipe.read(tmp_path)
+
+
+def test_a_recipe_never_holds_a_secret(tmp_path: Path) -> None:
+    """Issue 14: a --trainer-arg named like a secret is used (in memory) but never written, and
+    its value is masked in the recorded command line; other arguments are kept."""
+    given = ("hub_token=s3cr3t-1", "api_key=s3cr3t-2", "dataloader_num_workers=2",
+             "include_num_input_tokens_seen=all")  # "tokens" is no secret
+    command = ("rvl-llm train --trainer-arg hub_token=s3cr3t-1 --trainer-arg=api_key=s3cr3t-2 "
+               "--trainer-arg dataloader_num_workers=2")
+    made = recipe(tmp_path, settings=TrainSettings(trainable="qlora", lr=2e-4,
+                                                   trainer_args=given), command=command)
+    path = made.write(tmp_path / "final")
+    assert "s3cr3t" not in path.read_text()
+    assert made.settings.trainer_args == given  # the run itself still has them
+    read = Recipe.read(tmp_path / "final")
+    assert read.settings.trainer_args == ("dataloader_num_workers=2",
+                                          "include_num_input_tokens_seen=all")
+    assert read.command == ("rvl-llm train --trainer-arg hub_token=*** "
+                            "--trainer-arg=api_key=*** --trainer-arg dataloader_num_workers=2")

@@ -10,16 +10,21 @@ import signal
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save as safetensors_bytes
 
 from rvl_llm.errors import RvlError
 from rvl_llm.train import run_folder
 from rvl_llm.train.run_folder import (
     check_log_dir,
     check_overwritable,
+    checkpoint_problem,
+    foreign_files,
     is_complete_checkpoint,
     is_run_folder,
     resume_point,
@@ -29,17 +34,25 @@ from rvl_llm.train.run_folder import (
 
 ROOT = Path(__file__).resolve().parent.parent
 Maker = Callable[[Path], object]  # makes something inside a folder
+WEIGHTS = safetensors_bytes({"w": np.zeros(4, dtype=np.float32)})  # a real, tiny safetensors file
+
+
+def torch_file(path: Path) -> None:
+    """A stand-in for torch.save's output: a zip archive (what the checks read)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
 
 
 def write_checkpoint(run_dir: Path, step: int, *, weights: str = "model.safetensors",
-                     weights_bytes: bytes = b"\x08" * 16, state: str | None = None,
+                     weights_bytes: bytes = WEIGHTS, state: str | None = None,
                      recipe: bool = True) -> Path:
     """A checkpoint as the Trainer saves it, in its order; recipe.json (our on_save) last."""
     folder = run_dir / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     (folder / weights).write_bytes(weights_bytes)
-    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "tokenizer.json"):
-        (folder / name).write_bytes(b"\x01\x02")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch_file(folder / name)
+    (folder / "tokenizer.json").write_text("{}")
     if state is None:
         state = json.dumps({"global_step": step, "log_history": []})
     (folder / "trainer_state.json").write_text(state)
@@ -96,23 +109,57 @@ def test_other_folders_are_not_runs(tmp_path: Path, make: Maker) -> None:
     assert not is_run_folder(tmp_path / "missing")
 
 
-def test_overwrite_accepts_missing_empty_and_run_folders(tmp_path: Path) -> None:
+def test_overwrite_accepts_missing_and_empty_folders(tmp_path: Path) -> None:
     check_overwritable(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     check_overwritable(tmp_path / "empty")
-    write_checkpoint(tmp_path / "run", 5, recipe=False)  # even a run killed mid-save
-    check_overwritable(tmp_path / "run")
 
 
-def test_overwrite_refuses_a_users_folder_and_deletes_nothing(tmp_path: Path) -> None:
+def look_alike_recipe(run: Path) -> None:
+    (run / "recipe.json").write_text("{}")
+    (run / "thesis.tex").write_text("mine")
+
+
+def look_alike_checkpoint(run: Path) -> None:
+    (run / "checkpoint-500").mkdir()
+    (run / "checkpoint-500" / "pytorch_model.bin").write_bytes(b"weights of mine")
+    (run / "checkpoint-500" / "notes.md").write_text("mine")
+
+
+@pytest.mark.parametrize("make", [write_user_folder, look_alike_recipe, look_alike_checkpoint,
+                                  lambda d: write_checkpoint(d, 5, recipe=False)],
+                         ids=["users-files", "empty-recipe", "checkpoint-of-mine", "no-recipe"])
+def test_overwrite_refuses_a_folder_without_our_recipe_and_deletes_nothing(
+    tmp_path: Path, make: Maker,
+) -> None:
     run = tmp_path / "log" / "mine"
-    files = write_user_folder(run)
+    run.mkdir(parents=True)
+    make(run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(RvlError) as err:
         check_overwritable(run)
     assert err.value.message == (
-        f"--overwrite: {run} is not a run of rvl-llm (no recipe.json, final/ or checkpoint-N/); "
-        "nothing was deleted: move it or choose another --name")
-    assert all(f.read_text() == "mine" for f in files)
+        f"--overwrite: {run} is not a run of rvl-llm (no recipe.json that reads as rvl-llm's, "
+        "in it or in final/); nothing was deleted: move it or choose another --name")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_files_a_run_does_not_write_are_listed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_checkpoint(run, 2)
+    (run / "recipe.json").write_text("{}")
+    (run / "config.yaml").write_text("name: run\n")
+    (run / ".tmp-recipe.json-1234").write_text("")
+    (run / "final" / "eval" / "64-max-len" / "test").mkdir(parents=True)
+    (run / "final" / "eval" / "64-max-len" / "test" / "metrics.json").write_text("{}")
+    (run / "runs" / "May01").mkdir(parents=True)  # tensorboard's logs
+    assert foreign_files(run) == []
+    (run / "thesis.tex").write_text("mine")
+    (run / "checkpoint-2" / "notes.md").write_text("mine")
+    (run / "final" / "eval" / "draft.docx").write_text("mine")
+    (run / "data").mkdir()
+    assert foreign_files(run) == ["checkpoint-2/notes.md", "data/", "final/eval/draft.docx",
+                                  "thesis.tex"]
 
 
 def test_overwrite_refuses_a_file_and_a_link_naming_the_option(tmp_path: Path) -> None:
@@ -254,7 +301,7 @@ def test_a_sharded_save_is_complete_only_with_every_shard(tmp_path: Path) -> Non
                                             "b": "model-00002-of-00002.safetensors"}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     assert not is_complete_checkpoint(folder)
-    (folder / "model-00002-of-00002.safetensors").write_bytes(b"\x08" * 16)
+    (folder / "model-00002-of-00002.safetensors").write_bytes(WEIGHTS)
     assert is_complete_checkpoint(folder)
 
 
@@ -264,10 +311,24 @@ def test_a_sharded_save_is_complete_only_with_every_shard(tmp_path: Path) -> Non
     {"state": "[1, 2]"},
     {"weights_bytes": b""},
     {"weights": "optimizer-only.bin"},
-], ids=["no-recipe", "truncated-state", "state-not-object", "empty-weights", "no-weights"])
+    {"weights_bytes": WEIGHTS[: len(WEIGHTS) // 2]},
+], ids=["no-recipe", "truncated-state", "state-not-object", "empty-weights", "no-weights",
+        "truncated-weights"])
 def test_a_save_cut_short_is_incomplete(tmp_path: Path, defect: dict[str, object]) -> None:
     folder = write_checkpoint(tmp_path, 4, **defect)  # type: ignore[arg-type]
     assert not is_complete_checkpoint(folder)
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "model.safetensors"])
+def test_a_truncated_file_makes_a_checkpoint_incomplete_and_names_it(tmp_path: Path,
+                                                                     name: str) -> None:
+    write_checkpoint(tmp_path, 2)
+    folder = write_checkpoint(tmp_path, 4)
+    assert checkpoint_problem(folder) is None
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])  # a copy cut short
+    assert checkpoint_problem(folder) == f"{name} is damaged (cut short or corrupted)"
+    assert resume_point(tmp_path) == (tmp_path / "checkpoint-2", [folder])
 
 
 def test_resume_point_orders_by_step_not_by_name(tmp_path: Path) -> None:

@@ -195,12 +195,22 @@ def test_split_file_text_form(tmp_path: Path) -> None:
 
 
 def test_split_file_matches_table_ids(tmp_path: Path) -> None:
-    # Row numbers and an id column; an id a table repeats selects each of its rows.
-    keys, labels = ["0", "1", "2", "doc-7", "doc-7"], [0, 1, 0, 1, 1]
+    # Row numbers and an id column.
+    keys, labels = ["0", "1", "2", "doc-7", "doc-8"], [0, 1, 0, 1, 1]
     split_file = tmp_path / "subset.json"
     split_file.write_text(json.dumps({"validation": [2, "doc-7"]}))
     selection = select_split("validation", keys, labels, config(split_file=split_file), NAMES)
-    assert selection.indexes == (2, 3, 4)
+    assert selection.indexes == (2, 3)
+
+
+def test_split_file_refuses_an_id_that_names_several_documents(tmp_path: Path) -> None:
+    # Row numbers of a split given in two files repeat: "0" cannot say which row it means.
+    keys, labels = ["0", "1", "0", "1"], [0, 1, 0, 1]
+    split_file = tmp_path / "subset.json"
+    split_file.write_text(json.dumps({"train": ["1", "0"]}))
+    with pytest.raises(RvlError, match=r"^--split-file .*subset.json: id '1' names 2 train "
+                       r"documents of --data; give each document of a split its own id"):
+        select_split("train", keys, labels, config(split_file=split_file), NAMES)
 
 
 def test_split_file_then_sampling_samples_the_listed_train(tmp_path: Path) -> None:

@@ -52,17 +52,17 @@ CASES = {
                                          for r in GOOD], (),
                              ("t.jsonl", "no label column 'label'")),
     "text not a string": ("t.jsonl", [*GOOD, {"ocr": 5, "label": 1, "split": "train"}], (),
-                          ("t.jsonl:4", "'ocr' value is a int, not a string", "--skip-bad-rows")),
+                          ("t.jsonl:5", "'ocr' value is a int, not a string", "--skip-bad-rows")),
     "text null": ("t.jsonl", [*GOOD, {"ocr": None, "label": 1, "split": "train"}], (),
-                  ("t.jsonl:4", "missing (null)")),
+                  ("t.jsonl:5", "missing (null)")),
     "unknown split": ("t.jsonl", [*GOOD, {"ocr": "x", "label": 1, "split": "holdout"}], (),
-                      ("t.jsonl:4", "unknown split 'holdout'")),
+                      ("t.jsonl:5", "unknown split 'holdout'")),
     "label name": ("t.jsonl", [*GOOD, {"ocr": "x", "label": "bogus", "split": "train"}], (),
-                   ("t.jsonl:4", "label 'bogus' is not in the label set")),
+                   ("t.jsonl:5", "label 'bogus' is not in the label set")),
     "label index": ("t.jsonl", [*GOOD, {"ocr": "x", "label": 16, "split": "train"}], (),
-                    ("t.jsonl:4", "label 16 is outside the label set")),
+                    ("t.jsonl:5", "label 16 is outside the label set")),
     "malformed line": ("t.jsonl", GOOD, ("EXTRA:{broken\n",),
-                       ("t.jsonl:4", "line 5: malformed JSON")),
+                       ("t.jsonl:5", "t.jsonl:5: malformed JSON")),
     "no split column": ("t.jsonl", [{k: v for k, v in r.items() if k != "split"} for r in GOOD],
                         (), ("t.jsonl", "no 'split' column", "--data-files")),
     "unknown format": ("t.txt", GOOD, (), ("t.txt", "unknown format '.txt'")),
@@ -117,8 +117,9 @@ def test_skip_bad_rows_counts_and_lists_them(tmp_path: Path, mistral: str, flag:
     assert result.exit_code == 0, result.output
     m = Manifest.load(Path(result.output.strip().splitlines()[-1]))
     skipped = {s.name: s.reason for s in m.splits["train"].skipped_files}
-    assert set(skipped) == {"t.jsonl:4", "t.jsonl:5", "t.jsonl:6"}
-    assert skipped["t.jsonl:6"].startswith("line 7: malformed JSON")
+    # Each named by the line it starts on, counted from 1, once.
+    assert set(skipped) == {"t.jsonl:5", "t.jsonl:6", "t.jsonl:7"}
+    assert skipped["t.jsonl:7"].startswith("malformed JSON")
     assert m.dataset("train")["doc_id"] == ["a", "b"]
     assert "skipped   3" in result.output
     # The cached entry needs the flag again.

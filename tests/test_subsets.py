@@ -197,7 +197,10 @@ def test_recipe_carries_the_flags_and_eval_takes_the_test_split_whole(
         mixed_precision=None, cache_key="abc", versions={}, command="rvl-llm train")
     folder = recipe.write(tmp_path / "final").parent
     read_back = Recipe.read(folder)
-    data = eval_data(EvalConfig(checkpoint=folder, progress=False), read_back)
+    # No training ran, so the recipe's cache folder does not exist yet: named here, not the
+    # default folder eval would fall back to.
+    data = eval_data(EvalConfig(checkpoint=folder, cache_dir=tmp_path / "cache", progress=False),
+                     read_back)
     assert (data.train_per_class, data.subset_seed, data.splits) == (2, 9, ("test",))
     test = run_prepare(data).manifest
     assert len(doc_ids(test, "test")) == TEST_PER_LABEL * len(TRAIN_PER_LABEL)

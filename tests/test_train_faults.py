@@ -31,7 +31,7 @@ from rvl_llm.train import model as train_model
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TRAIN_SPLITS, TrainConfig
 from rvl_llm.train.run import run_train
-from rvl_llm.train.run_folder import run_lock
+from rvl_llm.train.run_folder import is_complete_checkpoint, run_lock
 
 LABELS = ("letter", "form", "email", "invoice")
 WORDS = ("dear sincerely regards yours", "field date signature box", "from subject sent cc",
@@ -139,14 +139,42 @@ def test_overwrite_refuses_a_users_folder_and_deletes_nothing(
 def test_overwrite_replaces_a_finished_run(models: Path, corpus: Path, tmp_path: Path) -> None:
     run_train(config(tmp_path, models / "tiny-mistral"))
     run = tmp_path / "log" / "run"
-    (run / "final" / "stale.txt").write_text("from the first run")
     first = json.loads((run / "final" / "recipe.json").read_text())
+    # A file the run did not write (the user's) stops --overwrite: listed, nothing deleted.
+    (run / "final" / "notes.md").write_text("mine")
+    (run / "thesis.tex").write_text("mine")
+    before = tree(run)
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "--overwrite", "--seed", "7"))
+    assert_refused(result, "--overwrite", str(run), "files a run of rvl-llm does not write",
+                   "final/notes.md, thesis.tex", "nothing was deleted")
+    assert tree(run) == before
+    (run / "final" / "notes.md").unlink()
+    (run / "thesis.tex").unlink()
+    (run / "checkpoint-9").mkdir()  # a stale checkpoint is the run's own: it goes
+    (run / "checkpoint-9" / "optimizer.pt").write_bytes(b"")
     result = cli(*train_args(tmp_path, models / "tiny-mistral", "--overwrite", "--seed", "7"))
     assert result.exit_code == 0, result.output
-    assert not (run / "final" / "stale.txt").exists()
+    assert not (run / "checkpoint-9").exists()
     second = json.loads((run / "final" / "recipe.json").read_text())
     assert (first["settings"]["seed"], second["settings"]["seed"]) == (1234, 7)
     assert json.loads((run / "recipe.json").read_text()) == second
+
+
+@pytest.mark.parametrize("make", [
+    lambda run: None,
+    lambda run: run.mkdir(parents=True),
+    lambda run: run.mkdir(parents=True) or (run / "recipe.json").write_text("{}"),
+], ids=["missing", "empty", "look-alike"])
+def test_resume_without_a_run_is_refused(make: Callable[[Path], object], models: Path,
+                                         corpus: Path, tmp_path: Path,
+                                         no_model_load: None) -> None:
+    run = tmp_path / "log" / "run"
+    make(run)
+    before = tree(run)
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "--resume"))
+    assert_refused(result, "--resume", str(run), "holds no run to continue", "drop --resume")
+    assert tree(run) == before and run.exists() == bool(before or run.exists())
+    assert not (tmp_path / "cache").exists()  # refused before prepare
 
 
 # ---- split prefixes that overlap or are empty ---------------------------------------------------
@@ -311,7 +339,9 @@ def truncate(path: Path) -> None:
 @pytest.mark.parametrize("cut_short", [
     lambda folder: (folder / "recipe.json").unlink(),
     lambda folder: truncate(folder / "trainer_state.json"),
-], ids=["no-recipe", "truncated-state"])
+    lambda folder: truncate(folder / "optimizer.pt"),
+    lambda folder: truncate(folder / "model.safetensors"),
+], ids=["no-recipe", "truncated-state", "truncated-optimizer", "truncated-weights"])
 def test_resume_sets_the_incomplete_checkpoint_aside_and_finishes(
     cut_short: Callable[[Path], None], models: Path, corpus: Path, tmp_path: Path,
 ) -> None:
@@ -328,6 +358,7 @@ def test_resume_sets_the_incomplete_checkpoint_aside_and_finishes(
     damaged = tree(run)
 
     # A plain rerun is refused, touches nothing and says --resume.
+    assert not is_complete_checkpoint(run / "checkpoint-4")
     result = cli(*train_args(tmp_path, models / "tiny-mistral", "-n", "2", "--save", "epoch"))
     assert_refused(result, "--name run", "unfinished", "--resume")
     assert tree(run) == damaged
@@ -345,9 +376,79 @@ def test_resume_sets_the_incomplete_checkpoint_aside_and_finishes(
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (run / "final" / "recipe.json").is_file()
     assert Recipe.read(run / "final").validation_accuracy == result.final_accuracy is not None
-    from rvl_llm.train.run_folder import is_complete_checkpoint
-
     assert is_complete_checkpoint(run / "checkpoint-4")
+
+
+def test_resume_with_every_checkpoint_damaged_says_it_starts_again(
+    models: Path, corpus: Path, tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, models / "tiny-mistral", num_epochs=1, save="epoch")
+    run_train(cfg)
+    shutil.rmtree(cfg.run_dir / "final")
+    truncate(cfg.run_dir / "checkpoint-2" / "optimizer.pt")
+    said: list[str] = []
+    run_train(replace(cfg, resume=True), log=said.append)
+    assert any("checkpoint-2 is incomplete (optimizer.pt is damaged" in line for line in said)
+    assert any("no complete checkpoint" in line and "starting from the beginning" in line
+               for line in said), said
+    assert (cfg.run_dir / "incomplete-checkpoint-2").is_dir()
+    assert (cfg.run_dir / "final" / "recipe.json").is_file()
+
+
+# ---- a full disk while saving -------------------------------------------------------------------
+
+def full_disk_at(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, folder: str,
+                 error: Callable[[], Exception]) -> None:
+    """``cls.method(self, path, ...)`` raises ``error()`` when it writes into ``folder``."""
+    real = getattr(cls, method)
+
+    def save(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).name == folder:
+            (Path(path) / "half-written.tmp").write_bytes(b"\0")  # what a full disk leaves
+            raise error()
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, save)
+
+
+def enospc() -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def safetensors_enospc() -> Exception:
+    from safetensors import SafetensorError
+
+    return SafetensorError("Error while serializing: I/O error: No space left on device "
+                           "(os error 28)")
+
+
+@pytest.mark.parametrize("where", ["checkpoint-tokenizer", "final-weights"])
+def test_a_full_disk_while_saving_ends_in_one_line_and_keeps_the_last_checkpoint(
+    where: str, models: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    if where == "checkpoint-tokenizer":  # the second epoch's checkpoint: OSError (tokenizer)
+        folder = "checkpoint-4"
+        full_disk_at(monkeypatch, PreTrainedTokenizerBase, "save_pretrained", folder, enospc)
+    else:  # final/: SafetensorError (weights)
+        folder = "final"
+        full_disk_at(monkeypatch, PreTrainedModel, "save_pretrained", folder,
+                     safetensors_enospc)
+    run = tmp_path / "log" / "run"
+    result = cli(*train_args(tmp_path, models / "tiny-mistral", "-n", "2", "--save", "epoch",
+                             "--save-total-limit", "0"))
+    what, last = ("final model", "checkpoint-4") if folder == "final" else ("checkpoint",
+                                                                             "checkpoint-2")
+    assert_failed_in_one_line(
+        result, f"{run / folder}: cannot write the {what} (No space left on device)",
+        f"kept the last complete checkpoint {run / last}", "--resume")
+    assert not (run / folder).exists()  # nothing half-written
+    assert is_complete_checkpoint(run / "checkpoint-2")
+    assert (run / "checkpoint-4").exists() == (folder == "final")
+
 
 
 # ---- a corpus with bad files: the recipe carries --skip-bad-files -------------------------------
@@ -505,6 +606,8 @@ def test_eval_takes_the_recipes_prepare_settings_and_changes_only_its_own(tmp_pa
     from rvl_llm.evaluate.run import eval_data
 
     recipe = example_recipe(tmp_path)
+    recipe.data.cache_dir.mkdir(parents=True)  # holds a cache (a key's lock): eval keeps it
+    (recipe.data.cache_dir / f".{'0' * 20}.lock").touch()
     plain = eval_data(EvalConfig(checkpoint=tmp_path / "final"), recipe)
     assert plain == replace(recipe.data, splits=("test",), trust_remote_code=False,
                             progress=None)

@@ -179,16 +179,18 @@ def test_overwrite_replaces_a_finished_run(models: Path, corpus: Path, tmp_path:
 
     cfg = config(tmp_path, models / "tiny-mistral", trainable="classifier", save="never")
     run_train(cfg)
-    (cfg.run_dir / "stale.txt").write_text("from the first run")
+    stale = cfg.run_dir / "checkpoint-99"  # what a run writes, left by the first one
+    stale.mkdir()
+    (stale / "trainer_state.json").write_text("{}")
     with pytest.raises(RvlError, match=r"--resume: .* trainable 'classifier'"):
         run_train(config(tmp_path, models / "tiny-mistral", trainable="full", resume=True))
     with pytest.raises(RvlError, match=r"--resume: .* --max-len 64, this run asks for 48"):
         run_train(config(tmp_path, models / "tiny-mistral", trainable="classifier", max_len=48,
                          resume=True))
-    assert (cfg.run_dir / "stale.txt").exists()
+    assert stale.exists()
     run_train(config(tmp_path, models / "tiny-mistral", trainable="classifier", save="never",
                      overwrite=True))
-    assert not (cfg.run_dir / "stale.txt").exists()
+    assert not stale.exists()
     assert (cfg.run_dir / "final" / "recipe.json").is_file()
 
 

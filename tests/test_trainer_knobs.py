@@ -339,6 +339,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["--trainer-arg", "dataloader_num_worker=2"], ["did you mean dataloader_num_workers?"]),
     (["--trainer-arg", "learning_rate=1"], ["--trainer-arg learning_rate", "--lr"]),
     (["--trainer-arg", "dataloader_num_workers=two"], ["dataloader_num_workers=two", "int"]),
+    # Issue 14: what the Trainer refused only once the run folder was written, or ignored.
+    (["--trainer-arg", "dataloader_num_workers=-1"], ["dataloader_num_workers=-1", "0 or more"]),
+    (["--trainer-arg", "deepspeed=missing.json"], ["deepspeed=missing.json", "no such file"]),
+    (["--trainer-arg", "fsdp_config=missing.json"], ["fsdp_config=missing.json", "no such file"]),
+    (["--trainer-arg", "push_to_hub=true"], ["push_to_hub=true", "offline", "rvl-llm export"]),
+    (["--trainer-arg", "resume_from_checkpoint=log/run/checkpoint-2"],
+     ["--trainer-arg resume_from_checkpoint", "does not use it", "--resume"]),
+    (["--trainer-arg", "overwrite_output_dir=true"], ["overwrite_output_dir", "--overwrite"]),
 ])
 def test_bad_values_are_one_line_and_write_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                                    flags: list[str], needles: list[str]) -> None:
@@ -360,3 +368,65 @@ def test_mixed_precision_flag_forms(workdir: Path, monkeypatch: pytest.MonkeyPat
     assert [c.settings.mixed_precision for c in seen] == ["auto", "auto", "fp32", "no", "auto"]
     assert seen[-1].settings.trainer_args == ("a=1,2", "b=c")  # commas stay in a value
     assert seen[0].settings.trainer_args == ()
+
+
+def test_push_to_hub_without_a_login_is_refused_before_writing(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Online but not logged in: refused before the run folder exists (the Trainer failed only
+    when it started, leaving a run folder that a rerun took for an unfinished run)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.setattr(train_model, "cuda_available", lambda: False)
+    base = ["train", "-d", "data", "--name", "run", "-m", "model", "--trainable", "lora"]
+    assert_refused(CliRunner().invoke(main, [*base, "--trainer-arg", "push_to_hub=true"]),
+                   "push_to_hub=true", "not logged in", "hf auth login")
+    assert not (workdir / "log").exists() and not (workdir / "data_cache").exists()
+
+
+# ---- secrets: used, never written -----------------------------------------------------------
+
+SECRET = "hf_sEcReT0123456789"
+
+
+def test_a_secret_trainer_arg_reaches_the_trainer_but_not_its_pickle(tmp_path: Path) -> None:
+    import pickle
+
+    args = args_of(tmp_path, trainer_args=(f"hub_token={SECRET}", "dataloader_num_workers=0"))
+    assert args.hub_token == SECRET  # the Trainer's own copy keeps it
+    pickled = pickle.dumps(args)  # what torch.save writes as training_args.bin
+    assert SECRET.encode() not in pickled
+    again = pickle.loads(pickled)
+    assert again.hub_token is None and again.dataloader_num_workers == 0
+    assert SECRET.encode() not in pickle.dumps(args_of(tmp_path))  # no secret: as before
+
+
+def test_a_secret_trainer_arg_is_never_written(models: Path, corpus: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny real run given hub_token, with a checkpoint, then exported: no file anywhere holds
+    the token (recipe.json, config.yaml, training_args.bin, the export), and the run says so."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "-d", str(corpus), "--name", "run", "-m", str(models / "tiny-mistral"),
+            "--max-len", "64", "-n", "1", "-b", "4", "--labels", str(tmp_path / "labels.txt"),
+            "--log-dir", "log", "--cache-dir", "cache", "--trainable", "classifier",
+            "--trainer-arg", f"hub_token={SECRET}", "--trainer-arg", "dataloader_num_workers=0"]
+    monkeypatch.setattr(sys, "argv", ["rvl-llm", *args])  # the recipe records the command line
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "hub_token: a secret" in result.output and "never writes it" in result.output
+    run = tmp_path / "log" / "run"
+    assert list(run.glob("checkpoint-*/training_args.bin"))  # the pickle is there, checked below
+    result = CliRunner().invoke(main, ["export", "-c", str(run / "final"), "-o", "exported"])
+    assert result.exit_code == 0, result.output
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
+    recipe = json.loads((run / "final" / "recipe.json").read_text())
+    assert recipe["settings"]["trainer_args"] == ["dataloader_num_workers=0"]
+    assert "hub_token=***" in recipe["command"]
+    config_text = (run / "config.yaml").read_text()
+    assert "Not written (secrets): --trainer-arg hub_token" in config_text

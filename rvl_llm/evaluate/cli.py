@@ -41,7 +41,8 @@ def eval_command(**flags: object) -> None:
 @config_file_option
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def report_command(out_dir: Path) -> None:
-    """Gather OUT_DIR/*-max-len/*/metrics.json into report.md, report.csv and a plot."""
+    """Gather OUT_DIR/*-max-len/*/metrics.json into report.md, report.csv and a plot; a
+    metrics.json that cannot be read or holds impossible values is named and skipped."""
     from rvl_llm.evaluate.report import run_report
 
-    click.echo(run_report(out_dir))
+    click.echo(run_report(out_dir, log=lambda msg: click.echo(msg, err=True)))

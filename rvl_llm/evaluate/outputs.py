@@ -125,7 +125,9 @@ def summary_table(record: dict[str, Any], worst: int = 3) -> str:
     lines = [
         f"eval {record['name']}  split {record['split']}  decode {record['decode']}  "
         f"max-len {record['max_len']}  docs {record['n']}  invalid {record['invalid']}  "
-        f"truncated {record['truncated_share']:.1%}",
+        f"truncated {record['truncated_share']:.1%}"
+        # records written before the count existed lack it
+        + (f"  skipped {record['skipped']}" if record.get("skipped") else ""),
         f"  {'accuracy':<24}{record['accuracy']:.4f}",
         f"  {'macro-F1':<24}{record['macro_f1']:.4f}",
     ]

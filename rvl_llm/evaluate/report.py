@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +37,43 @@ class Row:
 
 
 def collect(out_dir: Path) -> list[Row]:
-    """One row per eval, sorted by run then max-len."""
-    rows = []
+    """One row per readable eval, sorted by run then max-len."""
+    return gather(out_dir)[0]
+
+
+def gather(out_dir: Path) -> tuple[list[Row], list[str]]:
+    """One row per eval, sorted by run then max-len, and a line per metrics.json left out
+    (unreadable, or values no eval writes: a report must not show them as results)."""
+    rows, skipped = [], []
     for path in sorted(Path(out_dir).glob(f"*-max-len/*/{METRICS_NAME}")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            rows.append(Row(str(record["name"]), int(record["max_len"]),
-                            float(record["accuracy"]), float(record["macro_f1"]), int(record["n"]),
-                            kind(record)))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            problem = f"{type(err).__name__}: {err}"
-            raise RvlError(f"{path}: not an eval's metrics.json ({problem})") from err
-    return sorted(rows, key=lambda r: (r.run, r.max_len))
+            row = Row(str(record["name"]), int(record["max_len"]), float(record["accuracy"]),
+                      float(record["macro_f1"]), int(record["n"]), kind(record))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            skipped.append(f"{path}: not an eval's metrics.json ({type(err).__name__}: {err})")
+            continue
+        problem = row_problem(record)
+        if problem:
+            skipped.append(f"{path}: {problem}")
+            continue
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r.run, r.max_len)), skipped
+
+
+def row_problem(record: dict) -> str | None:
+    """What makes a record's numbers impossible for an eval, or None. The raw JSON values are
+    checked: int() would turn n 2.5 into 2 and a bool into 1."""
+    for name in ("accuracy", "macro_f1"):
+        value = record[name]
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not 0.0 <= value <= 1.0):  # NaN fails the range too
+            return f"{name} {value!r} is not a share between 0 and 1"
+    for name in ("n", "max_len"):
+        value, least = record[name], 0 if name == "n" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            return f"{name} {value!r} is not a whole number of at least {least}"
+    return None
 
 
 def kind(record: dict) -> str:
@@ -104,13 +130,20 @@ def plot(rows: list[Row], path: Path) -> None:
         plt.close(fig)
 
 
-def run_report(out_dir: Path) -> str:
+def run_report(out_dir: Path, log: Callable[[str], None] | None = None) -> str:
+    """The markdown table; each metrics.json left out is named through ``log``, then counted."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise RvlError(f"{out_dir}: no such folder (the -o OUT_DIR of `rvl-llm eval`)")
-    rows = collect(out_dir)
+    rows, skipped = gather(out_dir)
+    say = log or (lambda _msg: None)
+    for line in skipped:
+        say(f"skipped {line}")
+    if skipped:
+        say(f"report: skipped {len(skipped)} {METRICS_NAME} file(s)")
     if not rows:
-        raise RvlError(f"{out_dir}: no */{METRICS_NAME} under *-max-len/ folders; "
+        found = f" ({len(skipped)} unusable)" if skipped else ""
+        raise RvlError(f"{out_dir}: no usable */{METRICS_NAME} under *-max-len/ folders{found}; "
                        f"run `rvl-llm eval -o {out_dir}` first")
     table = markdown(rows)
     try:

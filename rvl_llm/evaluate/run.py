@@ -28,11 +28,14 @@ from rvl_llm.atomic import discard_staging_dir, make_staging_dir, replace_dir
 from rvl_llm.errors import RvlError
 from rvl_llm.evaluate.config import EvalConfig
 from rvl_llm.inference.checkpoint import CHECKPOINT_PREFIX, check_weights, weights_folder
-from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.cache import holds_cache
+from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
+from rvl_llm.pipeline.manifest import MANIFEST_NAME
 from rvl_llm.recipe import Recipe
 
 Log = Callable[[str], None]
 ZERO_SHOT_MARK = "zero-shot"  # in the eval folder's name and the report's kind column
+SHOWN_SKIPS = 5  # skipped documents named in the log and metrics.json; the manifest lists all
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Subject:
     generative: bool
     load: Callable[[Any], Any]  # device_map -> .model (eval mode), .tokenizer, .pad_token_id
     record: dict[str, Any]  # what metrics.json says about it
+    notes: tuple[str, ...] = ()  # said before the eval starts (a recipe's cache folder refused)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult | None:
 
     state = process_state()
     say = (log or _quiet) if state.is_main_process else _quiet
+    for note in subject.notes:
+        say(note)
     with _staging(folder, state) as staging:
         evaluated = _evaluate(cfg, subject, decode, folder, state, say)
         if evaluated is None:  # not the main process: rank 0 writes
@@ -96,12 +102,13 @@ def trained_subject(cfg: EvalConfig) -> Subject:
     name = _sanitise(recipe.run_name)
     if checkpoint.name.startswith(CHECKPOINT_PREFIX):
         name += f"-{checkpoint.name}"
+    cache_dir, note = eval_cache_dir(cfg, recipe)
     return Subject(
         name=name,
         identity=(str(checkpoint.resolve()),),
         option=f"-c {checkpoint}",
         weights=str(checkpoint),
-        data=eval_data(cfg, recipe),
+        data=eval_data(cfg, recipe, cache_dir),
         labels=recipe.labels,
         generative=recipe.generative,
         load=partial(_load_checkpoint, checkpoint, cfg.trust_remote_code),
@@ -117,6 +124,7 @@ def trained_subject(cfg: EvalConfig) -> Subject:
                        "validation_accuracy": recipe.validation_accuracy,
                        "versions": recipe.versions},
         },
+        notes=(note,) if note else (),
     )
 
 
@@ -148,12 +156,27 @@ def zero_shot_subject(cfg: EvalConfig) -> Subject:
     )
 
 
-def eval_data(cfg: EvalConfig, recipe: Recipe) -> PrepareConfig:
-    """The recipe's prepare settings as they are, with what an eval may change."""
+def eval_cache_dir(cfg: EvalConfig, recipe: Recipe) -> tuple[Path, str | None]:
+    """Where eval's cache lives, and a note when the recipe's folder was refused. A recipe is a
+    file anyone can edit: its cache folder is a default only when it exists and holds this
+    project's cache, never a place eval creates folders and lock files in."""
+    if cfg.cache_dir is not None:
+        return cfg.cache_dir, None
+    wanted = recipe.data.cache_dir
+    if holds_cache(wanted):
+        return wanted, None
+    why = "does not exist" if not wanted.exists() else "holds no prepared cache"
+    return DEFAULT_CACHE_DIR, (f"eval: the recipe's cache folder {wanted} {why}; using "
+                               f"{DEFAULT_CACHE_DIR.resolve()} (--cache-dir chooses another)")
+
+
+def eval_data(cfg: EvalConfig, recipe: Recipe, cache_dir: Path | None = None) -> PrepareConfig:
+    """The recipe's prepare settings as they are, with what an eval may change (the cache
+    folder: ``eval_cache_dir``'s choice unless given)."""
     return replace(
         recipe.data,
         data_dir=cfg.data_dir or recipe.data.data_dir,
-        cache_dir=cfg.cache_dir or recipe.data.cache_dir,
+        cache_dir=cache_dir or eval_cache_dir(cfg, recipe)[0],
         max_len=cfg.max_len or recipe.data.max_len,
         splits=(cfg.split,),
         skip_bad_files=recipe.data.skip_bad_files or cfg.skip_bad_files,
@@ -180,6 +203,13 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
     say(f"eval: {cfg.split} split from {prepared.root} "
         f"({'cache hit' if not prepared.built else 'built now'})")
     manifest = prepared.manifest
+    info = manifest.split_info(cfg.split)
+    skipped = [s.name for s in info.skipped_files]
+    if skipped:  # the documents this eval does not score: said, and recorded below
+        more = f" and {len(skipped) - SHOWN_SKIPS} more" if len(skipped) > SHOWN_SKIPS else ""
+        say(f"eval: skipped {len(skipped)} bad {cfg.split} document(s): "
+            f"{', '.join(skipped[:SHOWN_SKIPS])}{more} (all listed in "
+            f"{manifest.root / MANIFEST_NAME})")
     dataset = manifest.dataset(cfg.split)
     start, end = contiguous_share(len(dataset), state.process_index, state.num_processes)
     if (start, end) != (0, len(dataset)):  # one process alone scores the split as it is
@@ -199,7 +229,6 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
     if not state.is_main_process:
         return None
     preds = _concatenate(shares)
-    info = manifest.split_info(cfg.split)
     record = {
         "name": folder.name,
         **subject.record,
@@ -209,6 +238,8 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
         "mode": data.mode,
         "max_len": data.max_len,
         "truncated_share": info.truncated / info.rows if info.rows else 0.0,
+        "skipped": len(skipped),  # bad documents left out (--skip-bad-files / --skip-bad-rows)
+        "skipped_first": skipped[:SHOWN_SKIPS],
         "cache_key": manifest.key,
         "labels": list(subject.labels),
         **compute_metrics(preds.true, preds.predicted, subject.labels),

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rvl_llm.pipeline.chat import instruction_text, load_descriptions
 from rvl_llm.recipe import Recipe
 
 FOLDER = "path/to/this/folder"  # how the snippets name the exported folder
@@ -69,7 +70,10 @@ def _facts(recipe: Recipe, adapter: bool) -> str:
          if recipe.generative else "classifier: a sequence-classification head"),
         ("max-len", f"{recipe.data.max_len} tokens (longer documents are cut)"),
     ]
-    if recipe.generative:
+    if recipe.generative and recipe.data.prompt == "chat":
+        rows.append(("prompt", "chat: the document in a user turn of the tokenizer's chat "
+                     "template, the class name as the reply"))
+    elif recipe.generative:
         rows.append(("response template", f"`{json.dumps(recipe.data.response_template)}`"))
     rows += [
         ("pad token", f"`{recipe.pad_token}`"),
@@ -163,6 +167,13 @@ print(classify("text of a document", truncation=True, max_length={max_len}))
 
 
 def _generative_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
+    if recipe.data.prompt == "chat":
+        return _chat_snippet(recipe, adapter, labels)
+    imports, auto = _imports(adapter)
+    return _plain_snippet(recipe, imports, auto, labels)
+
+
+def _imports(adapter: bool) -> tuple[str, str]:
     if adapter:  # the base named in adapter_config.json, with the adapter on it
         imports = ("from peft import AutoPeftModelForCausalLM\n"
                    "from transformers import AutoTokenizer")
@@ -170,6 +181,10 @@ def _generative_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
     else:
         imports = "from transformers import AutoModelForCausalLM, AutoTokenizer"
         auto = "AutoModelForCausalLM"
+    return imports, auto
+
+
+def _plain_snippet(recipe: Recipe, imports: str, auto: str, labels: str) -> str:
     return f"""## Use it without rvl-llm
 
 The model was trained to complete a prompt with a class name. The prompt is BOS + the document
@@ -203,6 +218,72 @@ budget = MAX_LEN - 1 - len(directive) - max(len(c) for c in completions)
 
 def classify(text):
     prompt = [tokenizer.bos_token_id] + ids(text)[:budget] + directive
+    scores = []
+    for completion in completions:
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion])).logits[0].float()
+        logp = logits[len(prompt) - 1 : -1].log_softmax(-1)
+        scores.append(logp[range(len(completion)), completion].sum().item())
+    return LABELS[max(range(len(LABELS)), key=scores.__getitem__)]
+
+
+print(classify("text of a document"))
+```
+{_qlora_note(recipe)}"""
+
+
+def _chat_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
+    """The recipe's chat prompt: the instruction and the document in a user turn of the
+    tokenizer's chat template, the class name as the assistant's reply up to its end of turn."""
+    imports, auto = _imports(adapter)
+    descriptions = load_descriptions(recipe.data.label_descriptions, recipe.labels)
+    instruction = instruction_text(recipe.data.instruction, recipe.labels, descriptions)
+    return f"""## Use it without rvl-llm
+
+The model was trained on chat prompts: the user's turn of the tokenizer's chat template holds an
+instruction and the document (cut to fit max-len), and the assistant answers with the class
+name, ending its turn with the template's end-of-turn token. The prediction is the class whose
+answer is the most probable: score every class, never sample. The template is rendered once
+with stand-ins for the document and the answer and cut there, so only the document is cut.
+
+```python
+import torch
+{imports}
+
+model = {auto}.from_pretrained("{FOLDER}").eval()
+tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
+LABELS = {labels}
+INSTRUCTION = {json.dumps(instruction)}
+MAX_LEN = {recipe.data.max_len}
+DOCUMENT, ANSWER = "\u27e6document\u27e7", "\u27e6answer\u27e7"  # stand-ins to cut at
+
+chat = tokenizer.apply_chat_template(
+    [{{"role": "user", "content": INSTRUCTION + DOCUMENT}},
+     {{"role": "assistant", "content": ANSWER}}], tokenize=False)
+prefix_text, rest = chat.split(DOCUMENT)
+directive_text, rest = rest.split(ANSWER)
+special = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+end = min((t for t in special if t in rest), key=lambda t: (rest.index(t), -len(t)))
+end_of_turn = rest[: rest.index(end) + len(end)]
+
+
+def ids(text, as_text=False):  # as_text: special-token text in a document stays text
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=as_text).input_ids
+
+
+def after(context, text):  # the tokens of `text` as it continues `context`
+    return ids(context + text)[len(ids(context)):]
+
+
+prefix = ids(prefix_text)
+directive = after("a", directive_text)
+completions = [after(directive_text, label) + after(directive_text + label, end_of_turn)
+               for label in LABELS]
+budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
+
+
+def classify(text):
+    prompt = prefix + ids(text, as_text=True)[:budget] + directive
     scores = []
     for completion in completions:
         with torch.no_grad():

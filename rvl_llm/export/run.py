@@ -12,9 +12,10 @@ its recipe, which records merged and full exports as full weights in the exporte
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from rvl_llm.atomic import (
     replace_dir,
     write_text_atomic,
 )
-from rvl_llm.errors import RvlError
+from rvl_llm.errors import RvlError, write_reason
+from rvl_llm.export.card import model_card
 from rvl_llm.export.config import ExportConfig
 from rvl_llm.inference.checkpoint import (
     ADAPTER_CONFIG,
@@ -66,7 +68,7 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
     dtype = cfg.dtype or ran_in(recipe)
     exported = exported_recipe(recipe, checkpoint, merged=merge, dtype=dtype,
                                adapter_only=adapter and not merge)
-    from rvl_llm.export.card import model_card
+    from safetensors import SafetensorError  # a Rust binding, light to import
 
     card = model_card(exported, eval_metrics(checkpoint, recipe))
 
@@ -88,8 +90,10 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
             write_text_atomic(staging / CARD_NAME, card)
             exported.write(staging)  # last: a folder with a recipe is complete
             replace_dir(staging, target.resolve())  # an earlier export goes only now
-        except OSError as err:  # a full disk, say: one line, and nothing half-written stays
-            raise RvlError(f"-o {target}: cannot write the export ({err.strerror or err}); "
+        except (OSError, RuntimeError, SafetensorError) as err:
+            # A full disk, say (safetensors and torch.save wrap the OS error in their own):
+            # one line, and nothing half-written stays.
+            raise RvlError(f"-o {target}: cannot write the export ({write_reason(err)}); "
                            "nothing was kept") from err
     say(f"export: {dtype} {'merged ' if merge else ''}model written to {target}")
     return ExportResult(target, exported, merge, dtype,
@@ -210,12 +214,15 @@ def _full_model(checkpoint: Path, recipe: Recipe, merge: bool, dtype: str,
     from rvl_llm.inference.checkpoint import load_checkpoint
 
     device_map = _device_map()
+    quiet = _no_false_head_report() if not recipe.generative else nullcontext()
     if merge and recipe.quantization is not None:
         tokenizer = _tokenizer(checkpoint, recipe, trust_remote_code)
-        model = _merged_qlora(checkpoint, recipe, tokenizer, device_map, trust_remote_code)
+        with quiet:
+            model = _merged_qlora(checkpoint, recipe, tokenizer, device_map, trust_remote_code)
     else:
-        loaded = load_checkpoint(checkpoint, device_map=device_map,
-                                 trust_remote_code=trust_remote_code)
+        with quiet:
+            loaded = load_checkpoint(checkpoint, device_map=device_map,
+                                     trust_remote_code=trust_remote_code)
         model, tokenizer = loaded.model, loaded.tokenizer
         if merge:
             model = model.merge_and_unload()
@@ -250,6 +257,42 @@ def _merged_qlora(checkpoint: Path, recipe: Recipe, tokenizer: Any, device_map: 
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise RvlError(f"-c {checkpoint}: cannot merge the QLoRA adapter into its dequantised "
                        f"base {recipe.model_location} ({type(err).__name__}: {first})") from err
+
+
+@contextmanager
+def _no_false_head_report() -> Iterator[None]:
+    """Silence transformers' load report when all it says is that the classifier was built on
+    a causal LM: the new head MISSING ("newly initialized") and the LM head UNEXPECTED. The
+    checkpoint's trained head replaces the new one right after (load_checkpoint checks that it
+    fits), so for this load the report is false. Any other report is shown."""
+    import logging
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    report_filter = _HeadReportFilter()
+    logger.addFilter(report_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(report_filter)
+
+
+class _HeadReportFilter:
+    def filter(self, record: Any) -> bool:
+        text = _ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in text:
+            return True
+        rows = [[cell.strip() for cell in line.split("|")] for line in text.splitlines()
+                if "|" in line and not line.startswith(("Key", "-"))]
+        expected = all(
+            len(row) > 1 and ((row[1] == "MISSING" and row[0].startswith(_HEAD_KEYS))
+                              or (row[1] == "UNEXPECTED" and row[0].startswith("lm_head.")))
+            for row in rows)
+        return not (rows and expected)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the report's colours
+# Names transformers gives a new classification head (train's HEAD_NAMES), as key prefixes.
+_HEAD_KEYS = ("score.", "classifier.", "classification_head.")
 
 
 def _device_map() -> str | None:

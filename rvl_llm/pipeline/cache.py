@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import TEMP_PREFIX
+from rvl_llm.atomic import TEMP_PREFIX, staging_path
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.corpus import SourceFile
 from rvl_llm.pipeline.manifest import MANIFEST_NAME, Manifest
@@ -36,6 +36,9 @@ KEY_FIELDS = (
     "tokenizer",
     "data",
 )
+KEY_LENGTH = 20  # hex digits of a key: an entry's folder name
+_KEY = re.compile(rf"[0-9a-f]{{{KEY_LENGTH}}}")
+_LOCK = re.compile(rf"\.[0-9a-f]{{{KEY_LENGTH}}}\.lock")  # entry_lock's file
 # Hashed only when present: an entry prepared without subset flags or a chat prompt keeps the key
 # it always had.
 OPTIONAL_KEY_FIELDS = ("selection", "chat")
@@ -74,7 +77,7 @@ def data_fingerprint(
 def cache_key(settings: dict[str, Any]) -> str:
     keyed = {k: settings[k] for k in KEY_FIELDS}
     keyed |= {k: settings[k] for k in OPTIONAL_KEY_FIELDS if settings.get(k) is not None}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:KEY_LENGTH]
 
 
 @contextmanager
@@ -99,7 +102,7 @@ def remove_leftovers(root: Path) -> None:
 
 
 def temp_dir(root: Path, name: str) -> Path:
-    path = root / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+    path = staging_path(root / name)  # names its maker's pid: `cache ls` tells stale from live
     path.mkdir(parents=True)
     return path
 
@@ -120,13 +123,15 @@ def split_problem(manifest: Manifest, split: str) -> str | None:
     return None
 
 
-def read_manifest(root: Path) -> Manifest | None:
+def read_manifest(root: Path) -> tuple[Manifest | None, str | None]:
+    """The entry's manifest, or None and why it cannot be used (None when there is none):
+    unreadable, unsafe, wrongly typed or another format version, it is rebuilt by the caller."""
     if not (root / MANIFEST_NAME).is_file():
-        return None
+        return None, None
     try:
-        return Manifest.load(root)
-    except RvlError:
-        return None  # unreadable, unsafe or another format version: rebuilt by the caller
+        return Manifest.load(root), None
+    except RvlError as err:
+        return None, err.message
 
 
 def list_entries(cache_dir: Path) -> tuple[list[Manifest], list[tuple[Path, str]]]:
@@ -146,6 +151,22 @@ def list_entries(cache_dir: Path) -> tuple[list[Manifest], list[tuple[Path, str]
         except RvlError as err:
             unreadable.append((folder, err.message))
     return entries, unreadable
+
+
+def holds_cache(folder: Path) -> bool:
+    """Whether ``folder`` holds this project's cache: an entry folder (a key's name, with a
+    manifest) or a key's lock file. An empty or foreign folder does not."""
+    if not folder.is_dir():
+        return False
+    try:
+        for child in folder.iterdir():
+            if child.is_dir() and _KEY.fullmatch(child.name) and (child / MANIFEST_NAME).is_file():
+                return True
+            if child.is_file() and _LOCK.fullmatch(child.name):
+                return True
+    except OSError:  # unreadable: not a cache this process can use
+        return False
+    return False
 
 
 def unreadable_count(unreadable: list[tuple[Path, str]]) -> str:

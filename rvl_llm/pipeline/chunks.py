@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from rvl_llm.pipeline.corpus import is_empty_text
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.sources import Bad, DocChunk
 from rvl_llm.pipeline.template import Row, build_row
@@ -52,5 +53,6 @@ def build_chunks(
             docs, bad = got
             ids = encode_documents(encode, [d.text for d in docs], template.document_budget)
             rows = [build_row(t, d.label, template) for t, d in zip(ids, docs, strict=True)]
-            meta = [RowMeta(d.doc_id, d.label, not d.text.strip(), d.replaced_utf8) for d in docs]
+            meta = [RowMeta(d.doc_id, d.label, is_empty_text(d.text), d.replaced_utf8)
+                    for d in docs]
             yield Chunk(rows, meta, bad)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from rvl_llm.atomic import find_staging
 from rvl_llm.config_file import config_file_option
 from rvl_llm.options import click_options
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
@@ -59,6 +60,11 @@ def cache_ls(cache_dir: Path) -> None:
         )
     for _folder, why in unreadable:
         click.echo(why)
+    # Temporary files and folders of builds that name their maker: a killed one's stay until
+    # its command runs again.
+    for item in [*find_staging(cache_dir), *(s for m in entries for s in find_staging(m.root))]:
+        if item.pid is not None:
+            click.echo(item.describe())
     if unreadable:
         raise RvlError(f"{unreadable_count(unreadable)} in {cache_dir}")
 

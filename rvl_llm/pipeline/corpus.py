@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rvl_llm.errors import RvlError
+from rvl_llm.pipeline.ids import id_text
 
 _LABEL_AT_END = re.compile(r"(?:^|_)(\d+)$")
 
@@ -110,7 +111,7 @@ def read_document(source: SourceFile) -> Document:
     if not isinstance(ocr, str):
         raise BadFile(path, f'the "ocr" field is a {type(ocr).__name__}, not a string')
     doc_id = data.get("id", data.get("path", path.name))
-    return Document(str(doc_id), ocr, source.label, replaced)
+    return Document(id_text(doc_id), ocr, source.label, replaced)
 
 
 def decode_text(raw: bytes) -> tuple[str, bool]:
@@ -121,6 +122,11 @@ def decode_text(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8-sig"), False
     except UnicodeDecodeError:
         return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace"), True
+
+
+def is_empty_text(text: str) -> bool:
+    """Empty or whitespace only: prepare keeps such a document and counts it; so does predict."""
+    return not text.strip()
 
 
 def json_problem(err: json.JSONDecodeError, *, line: bool = True) -> str:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rvl_llm.dataclass_json import SchemaError, from_json
 from rvl_llm.errors import RvlError
 
 if TYPE_CHECKING:
@@ -73,15 +74,9 @@ class TemplateIds:
         return [*self.prefix, *doc, *self.suffix]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TemplateIds:
-        return cls(
-            mode=data["mode"],
-            prefix=tuple(data["prefix"]),
-            suffix=tuple(data["suffix"]),
-            directive=tuple(data["directive"]),
-            completions=tuple(tuple(c) for c in data["completions"]),
-            document_budget=int(data["document_budget"]),
-        )
+    def from_json(cls, data: dict[str, Any], where: str = "template") -> TemplateIds:
+        """Every field checked against its type (SchemaError names the field)."""
+        return from_json(cls, data, where)
 
 
 @dataclass(frozen=True)
@@ -114,11 +109,12 @@ class SplitInfo:
     selection: dict[str, Any] | None = None  # a subset's keys, class counts, notes; None: all
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SplitInfo:
-        data = dict(data)
-        data["shards"] = tuple(ShardInfo(**s) for s in data["shards"])
-        data["skipped_files"] = tuple(SkippedFile(**s) for s in data["skipped_files"])
-        return cls(**data)
+    def from_json(cls, data: Any, where: str = "split") -> SplitInfo:
+        """Every field, and every shard's and skipped file's, checked against its type
+        (SchemaError names the field): a manifest edited by hand fails here, not in a reader."""
+        if isinstance(data, dict) and "selection" not in data:  # to_json drops a None
+            data = {**data, "selection": None}
+        return from_json(cls, data, where)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -202,16 +198,22 @@ class Manifest:
                 f"{FORMAT_VERSION}; run prepare again"
             )
         try:
+            splits = data["splits"]
+            if not isinstance(splits, dict):
+                raise SchemaError(f"splits: expected an object, got {type(splits).__name__}")
             manifest = cls(
                 root=Path(root),
                 key=data["key"],
                 settings=data["settings"],
                 template=TemplateIds.from_json(data["template"]),
-                splits={k: SplitInfo.from_json(v) for k, v in data["splits"].items()},
+                splits={k: SplitInfo.from_json(v, f"splits.{k}") for k, v in splits.items()},
             )
+        except SchemaError as err:  # a field of the wrong type: the message names it
+            raise RvlError(f"{path}: unreadable manifest ({err})") from err
         except (KeyError, TypeError, ValueError, AttributeError) as err:  # edited, other code
             raise RvlError(f"{path}: unreadable manifest ({type(err).__name__}: {err})") from err
-        problem = _settings_problem(manifest.settings) or _splits_problem(manifest.splits)
+        problem = (_key_problem(manifest.key) or _settings_problem(manifest.settings)
+                   or _splits_problem(manifest.splits))
         if problem:
             raise RvlError(f"{path}: unreadable manifest ({problem})")
         return manifest
@@ -235,14 +237,30 @@ def _settings_problem(settings: Any) -> str | None:
     return None
 
 
+def _key_problem(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return f"key {key!r} is not a string"
+    return None
+
+
 def _splits_problem(splits: dict[str, SplitInfo]) -> str | None:
-    """Split or shard names that would make readers look outside the entry, or None."""
+    """Split or shard names that would make readers look outside the entry, counts no build
+    writes (negative, or rows that are not the shards' sum), or None."""
     for name, info in splits.items():
         if name not in SPLITS:
             return f"unknown split {name!r}"
+        counts = {"rows": info.rows, "truncated": info.truncated, "empty": info.empty,
+                  "replaced_utf8": info.replaced_utf8, **info.class_counts}
+        negative = next((k for k, v in counts.items() if v < 0), None)
+        if negative is not None:
+            return f"splits.{name}.{negative} is negative"
         for shard in info.shards:
             if not _is_plain_file_name(shard.file):
                 return f"shard file {shard.file!r} of split {name} is not a plain file name"
+            if shard.rows < 0 or shard.bytes < 0:
+                return f"shard {shard.file} of split {name} has a negative count"
+        if info.rows != sum(s.rows for s in info.shards):
+            return f"splits.{name}.rows {info.rows} is not the sum of its shards' rows"
     return None
 
 

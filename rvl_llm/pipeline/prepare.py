@@ -90,7 +90,7 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
     inputs = _resolve_inputs(cfg)
     key = cache.cache_key(inputs.settings)
     root = cfg.cache_dir.resolve() / key
-    manifest = cache.read_manifest(root)
+    manifest, unusable = cache.read_manifest(root)
     checked = _check_splits(manifest, cfg.splits)
     if manifest is not None and _all_verified(checked, cfg.splits):
         # A hit takes no lock and writes nothing: a read-only cache serves it.
@@ -98,11 +98,14 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
         return PrepareResult(manifest, (), cfg.splits, time.perf_counter() - start)
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
-        _lock(stack, cfg, key)
+        _lock(stack, cfg, key, unusable)
         cache.remove_leftovers(root)
-        fresh = cache.read_manifest(root)
+        fresh, unusable = cache.read_manifest(root)
         if fresh != manifest:  # another prepare changed the entry while this one checked it
             manifest, checked = fresh, _check_splits(fresh, cfg.splits)
+        if unusable:  # a damaged or hand-edited manifest: said, then the entry is rebuilt
+            notes.append(f"cache: {unusable}; rebuilding the entry")
+            say(notes[-1])
         for split, problem in checked.items():
             if problem:
                 notes.append(f"cache: {problem}; rebuilding split {split}")
@@ -143,11 +146,16 @@ def _refuse_cached_skips(
         )
 
 
-def _lock(stack: contextlib.ExitStack, cfg: PrepareConfig, key: str) -> None:
-    """Hold the key's lock until ``stack`` closes; a cache that cannot be written fails here."""
+def _lock(stack: contextlib.ExitStack, cfg: PrepareConfig, key: str,
+          unusable: str | None) -> None:
+    """Hold the key's lock until ``stack`` closes; a cache that cannot be written fails here,
+    naming the unusable manifest when that is why the entry needs building."""
     try:
         stack.enter_context(cache.entry_lock(cfg.cache_dir, key))
     except OSError as err:
+        if unusable:
+            raise RvlError(f"{unusable}; rebuild the entry with a writable --cache-dir "
+                           f"({cfg.cache_dir}: {_reason(err)})") from err
         raise RvlError(
             f"--cache-dir {cfg.cache_dir}: cannot write ({_reason(err)}); the entry {key} is "
             "missing or incomplete, so it must be built"
@@ -235,18 +243,25 @@ def _build(
     encode, template = builder.encode, builder.template
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})
-    for split in todo:
-        info = _build_split(cfg, inputs, split, listings.pop(split), encode, template, root)
-        notes.extend(f"skipped {s.name}: {s.reason}" for s in info.skipped_files)
-        splits = {**manifest.splits, split: info}
-        manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
-        try:
-            write_json_atomic(root / MANIFEST_NAME, manifest.to_json())
-        except OSError as err:  # the old manifest stands: a split it lacks is built next time
-            raise RvlError(
-                f"--cache-dir {cfg.cache_dir}: cannot write the manifest ({_reason(err)}); "
-                "the previous one was kept"
-            ) from err
+    try:
+        for split in todo:
+            info = _build_split(cfg, inputs, split, listings.pop(split), encode, template, root)
+            notes.extend(f"skipped {s.name}: {s.reason}" for s in info.skipped_files)
+            splits = {**manifest.splits, split: info}
+            manifest = replace(manifest, splits={s: splits[s] for s in SPLITS if s in splits})
+            try:
+                write_json_atomic(root / MANIFEST_NAME, manifest.to_json())
+            except OSError as err:  # the old manifest stands: a split it lacks is built next time
+                raise RvlError(
+                    f"--cache-dir {cfg.cache_dir}: cannot write the manifest ({_reason(err)}); "
+                    "the previous one was kept"
+                ) from err
+    except BaseException:
+        # A first build that stopped (a malformed file, a full disk) leaves no empty key folder;
+        # rmdir removes a folder only when it is empty, so an existing entry stays whole.
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        raise
     return manifest
 
 

@@ -176,7 +176,8 @@ def _check_split_name(path: Path, split: str, *, where: str) -> None:
 
 def _match_listed(split: str, listed: list[str], keys: Sequence[str], path: Path) -> list[int]:
     """Listing positions of the listed ids: an exact key, else a key without ``.json``. An id
-    a table repeats selects every row that has it."""
+    that names several documents (row numbers of a split in several files) is refused: the file
+    cannot say which one it means."""
     exact: dict[str, list[int]] = {}
     stem: dict[str, list[int]] = {}
     for p, key in enumerate(keys):
@@ -189,6 +190,10 @@ def _match_listed(split: str, listed: list[str], keys: Sequence[str], path: Path
         positions = exact.get(doc_id) or stem.get(doc_id)
         if positions is None:
             missing.append(doc_id)
+        elif len(positions) > 1:
+            raise RvlError(f"--split-file {path}: id {doc_id!r} names {len(positions)} {split} "
+                           "documents of --data; give each document of a split its own id "
+                           "(an id column)")
         else:
             found.update(positions)
     if missing:

@@ -6,12 +6,15 @@ the label, id and split columns; reading reads the text of the selected rows. A 
 pyarrow refuses (mixed types, a malformed line, bytes that are not UTF-8) is read again line by
 line with the standard library, which names the line. Rows are numbered from 0 in file order
 (blank lines of a JSON-lines file do not count); a row's number is its document id when the table
-has no id column, and ``file:ROW`` names a bad row.
+has no id column. A bad row is named ``file:LINE``, the line its record starts on counted from 1
+as editors count (JSON lines, CSV, a JSON array), or ``name:ROW`` where a table has no lines
+(Parquet, a dataset).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import Document, decode_text, json_problem
+from rvl_llm.pipeline.ids import id_text
 from rvl_llm.pipeline.manifest import SPLITS
 from rvl_llm.pipeline.sources import (
     TABLE_SUFFIXES,
@@ -120,6 +124,10 @@ class TableSource:
     def list_splits(self, splits: Sequence[str]) -> dict[str, Listing]:
         listings = {s: Listing() for s in SPLITS}
         stray: list[Bad] = []  # rows of no known split: reported with the first split built
+        # An id column's value -> its first row (part, row), per split: a repeated id is a bad
+        # row naming both places (row numbers, the ids of a table without one, never repeat
+        # within a file).
+        first: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in SPLITS}
         for i, part in enumerate(self.parts):
             if part.split is not None and part.split not in splits:
                 continue
@@ -133,15 +141,21 @@ class TableSource:
                     split = part.split or _row_split(names[j] if names else None)
                     if split is None:
                         shown = _as_text(names[j]) if names else None
-                        stray.append((f"{part.name}:{row}", f"unknown split {shown!r} in "
+                        stray.append((row_place(part, row), f"unknown split {shown!r} in "
                                       f"column {cols.split!r} (choose from {split_choices()})"))
                         continue
                     label = self.label_of(labels[j])
                     if isinstance(label, str):
-                        listings[split].bad.append((f"{part.name}:{row}", label))
+                        listings[split].bad.append((row_place(part, row), label))
                         continue
                     doc_id = ids[j] if ids is not None else None
-                    key = str(row) if doc_id is None else _as_text(doc_id)
+                    key = str(row) if doc_id is None else id_text(doc_id)
+                    if doc_id is not None and first[split].setdefault(key, (i, row)) != (i, row):
+                        was = first[split][key]
+                        listings[split].bad.append((row_place(part, row), (
+                            f"duplicate id {key!r} in split {split} (first at "
+                            f"{row_place(self.parts[was[0]], was[1])})")))
+                        continue
                     listings[split].entries.append(Entry(key, label, (i, row)))
         listings[splits[0]].bad[:0] = stray
         for split in splits:
@@ -170,7 +184,7 @@ class TableSource:
                     if isinstance(text, str):
                         docs.append(Document(entry.key, text, entry.label, replaced))
                     else:
-                        bad.append((f"{part.name}:{row}", f"the {text_column!r} value is "
+                        bad.append((row_place(part, row), f"the {text_column!r} value is "
                                     f"{_kind(text)}, not a string"))
                     if len(docs) + len(bad) >= chunk_size:
                         yield docs, bad
@@ -182,6 +196,20 @@ class TableSource:
                                f"{min(wanted)} is gone); run prepare again")
         if docs or bad:
             yield docs, bad
+
+
+def row_place(part: Part, row: int) -> str:
+    """``file:LINE`` for a text table (the line the row's record starts on, from 1), else
+    ``name:ROW``. Lines are found only when a row is bad, by one scan of the file."""
+    if isinstance(part, JsonLinesFile | CsvFile | JsonArrayFile):
+        return f"{part.name}:{part.line_of(row)}"
+    return f"{part.name}:{row}"
+
+
+def _file_key(name: str) -> tuple[str, int, int]:
+    """A file's name, size and mtime: a cache of its line numbers is dropped when it changes."""
+    stat = Path(name).stat()
+    return name, stat.st_size, stat.st_mtime_ns
 
 
 def _row_split(value: Any) -> str | None:
@@ -198,6 +226,8 @@ def _kind(value: Any) -> str:
 
 def resolve_columns(part: Part, cfg: PrepareConfig) -> Columns:
     names = part.column_names()
+    if not names:  # nothing read: say so, not "no text column (columns: )"
+        raise RvlError(_no_columns(part))
     shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
     text = cfg.text_column or next((c for c in TEXT_COLUMNS if c in names), None)
     if text is None or text not in names:
@@ -212,6 +242,24 @@ def resolve_columns(part: Part, cfg: PrepareConfig) -> Columns:
                        "train=...,validation=...,test=...")
     return Columns(text, cfg.label_column, cfg.id_column if cfg.id_column in names else None,
                    None if part.split else SPLIT_COLUMN)
+
+
+def _no_columns(part: Part) -> str:
+    """Why a part has no columns: an empty file, or one that is not the format it was read as."""
+    path = Path(part.name)
+    if path.is_file() and _is_blank(path):
+        return f"{part.name}: the file is empty"
+    kind = getattr(part, "format_name", "a table")
+    return (f"{part.name}: could not be read as {kind} (no record with named fields at its "
+            "start; check the file, or --data-format)")
+
+
+def _is_blank(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,6 +318,7 @@ def _part(kind: str, path: Path, split: str | None) -> Part:
 class ParquetFile:
     name: str
     split: str | None
+    format_name = "Parquet"  # in messages (a class attribute, not a field)
 
     def _open(self) -> Any:
         import pyarrow.parquet as pq
@@ -295,19 +344,32 @@ class ParquetFile:
 class CsvFile:
     name: str
     split: str | None
+    format_name = "CSV"  # in messages (a class attribute, not a field)
 
     def column_names(self) -> list[str]:
         with open(self.name, encoding="utf-8-sig", errors="replace", newline="") as handle:
             return next(csv.reader(handle), [])
+
+    def line_of(self, row: int) -> int:
+        """The line (from 1) where data row ``row`` starts (a quoted value may span lines)."""
+        return _csv_lines(*_file_key(self.name))[0][row]
+
+    def ragged_line(self, k: int) -> int | None:
+        """The line where the ``k``-th ragged record (from 0) starts."""
+        ragged = _csv_lines(*_file_key(self.name))[1]
+        return ragged[k] if k < len(ragged) else None
 
     def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         ragged: list[Bad] = []
+        seen = [0]  # ragged records so far: pyarrow's own line number is not the record's
 
-        def on_ragged(row: Any) -> str:  # quoted newlines are allowed: no line numbers then
-            where = f"{self.name}:line {row.number}" if row.number else self.name
+        def on_ragged(row: Any) -> str:
+            line = self.ragged_line(seen[0])
+            seen[0] += 1
+            where = f"{self.name}:{line}" if line else self.name
             ragged.append((where, f"ragged row {row.text[:40]!r}: {row.actual_columns} fields, "
                                   f"the header has {row.expected_columns}"))
             return "skip"
@@ -331,10 +393,38 @@ class CsvFile:
             yield Block([], {c: [] for c in columns}, None, tuple(ragged))
 
 
+@functools.lru_cache(maxsize=8)
+def _csv_lines(name: str, size: int, mtime_ns: int) -> tuple[list[int], list[int]]:
+    """Start lines of the data records pyarrow keeps and of the ragged ones it skips, read as
+    pyarrow reads (the header's field count decides; blank lines are not records)."""
+    rows: list[int] = []
+    ragged: list[int] = []
+    with open(name, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for record in reader:
+            if record:
+                (rows if len(record) == len(header) else ragged).append(start)
+            start = reader.line_num + 1
+    return rows, ragged
+
+
+@functools.lru_cache(maxsize=8)
+def _jsonl_lines(name: str, size: int, mtime_ns: int) -> list[int]:
+    """The line (from 1) of each row: blank lines are not rows."""
+    with open(name, "rb") as handle:
+        return [n for n, line in enumerate(handle, start=1) if line.strip()]
+
+
 @dataclass(frozen=True)
 class JsonLinesFile:
     name: str
     split: str | None
+    format_name = "JSON lines"  # in messages (a class attribute, not a field)
+
+    def line_of(self, row: int) -> int:
+        return _jsonl_lines(*_file_key(self.name))[row]
 
     def column_names(self) -> list[str]:
         names: dict[str, None] = {}
@@ -382,11 +472,11 @@ class JsonLinesFile:
                 try:
                     record = json.loads(text)
                 except json.JSONDecodeError as err:
-                    bad.append((f"{self.name}:{row - 1}", f"line {number}: malformed JSON "
-                                                          f"({json_problem(err, line=False)})"))
+                    bad.append((f"{self.name}:{number}",
+                                f"malformed JSON ({json_problem(err, line=False)})"))
                     continue
                 if not isinstance(record, dict):
-                    bad.append((f"{self.name}:{row - 1}", f"line {number}: not a JSON object"))
+                    bad.append((f"{self.name}:{number}", "not a JSON object"))
                     continue
                 rows.append(row - 1)
                 replaced.append(was_replaced)
@@ -405,6 +495,10 @@ class JsonArrayFile:
 
     name: str
     split: str | None
+    format_name = "a JSON array"  # in messages (a class attribute, not a field)
+
+    def line_of(self, row: int) -> int:
+        return _array_lines(*_file_key(self.name))[row]
 
     def _records(self) -> list[Any]:
         text, _ = decode_text(Path(self.name).read_bytes())
@@ -431,9 +525,32 @@ class JsonArrayFile:
             for row in range(start, min(start + size, len(records))):
                 record = records[row]
                 if not isinstance(record, dict):
-                    bad.append((f"{self.name}:{row}", f"a {type(record).__name__}, not an object"))
+                    bad.append((row_place(self, row), f"a {type(record).__name__}, not an object"))
                     continue
                 rows.append(row)
                 for c in columns:
                     values[c].append(record.get(c))
             yield Block(rows, values, None, tuple(bad))
+
+
+@functools.lru_cache(maxsize=8)
+def _array_lines(name: str, size: int, mtime_ns: int) -> list[int]:
+    """The line (from 1) where each item of a JSON array file starts (read only to name a bad
+    item: the file parsed whole before, so it parses again)."""
+    text, _ = decode_text(Path(name).read_bytes())
+    decoder, lines = json.JSONDecoder(), []
+    at = text.index("[") + 1
+    line, counted = 1, 0  # newlines are counted once, up to ``counted``
+    while True:
+        at = _skip(text, at, " \t\r\n,")
+        if at >= len(text) or text[at] == "]":
+            return lines
+        line, counted = line + text.count("\n", counted, at), at
+        lines.append(line)
+        at = decoder.raw_decode(text, at)[1]
+
+
+def _skip(text: str, at: int, chars: str) -> int:
+    while at < len(text) and text[at] in chars:
+        at += 1
+    return at

@@ -13,25 +13,29 @@ module loads no torch; ``from_checkpoint`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.checkpoint import LoadedCheckpoint, load_checkpoint, weights_folder
+from rvl_llm.pipeline.rows import RowBuilder, row_builder
+from rvl_llm.predict.inputs import BadInput, iter_inputs, no_documents
+from rvl_llm.recipe import Recipe
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from rvl_llm.inference.checkpoint import LoadedCheckpoint
-    from rvl_llm.pipeline.rows import RowBuilder
     from rvl_llm.pipeline.template import Row
-    from rvl_llm.recipe import Recipe
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 8
 RECORD_DECIMALS = 6
 TEXTS_PER_PASS = 1024  # texts cut, tokenised and length-sorted together: bounds the memory
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no tokenizer encodes it
 
 
 class Ranked(NamedTuple):
@@ -98,21 +102,25 @@ class Classifier:
     ) -> Classifier:
         """Load a checkpoint. ``device``: None picks cuda when there is a GPU, else cpu; "auto"
         spreads the layers over every GPU. ``max_len``: tokens per document row [the max-len
-        the run trained with]."""
-        from rvl_llm.inference.checkpoint import load_checkpoint, weights_folder
-        from rvl_llm.pipeline.rows import row_builder
-        from rvl_llm.recipe import Recipe
-
-        if batch_size < 1:
-            raise RvlError(f"--batch-size {batch_size}: must be a positive whole number")
-        if max_len is not None and max_len < 1:
-            raise RvlError(f"--max-len {max_len}: must be a positive number of tokens")
+        the run trained with]; more than the model's positions is refused."""
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"from_checkpoint: path must be a str or a path, not "
+                            f"{type(path).__name__}")
+        if device is not None and not isinstance(device, str):
+            raise TypeError(f"from_checkpoint: device must be a str or None, not "
+                            f"{type(device).__name__}")
+        _check_count("batch_size", batch_size)
+        for name, value in (("max_len", max_len), ("class_chunk", class_chunk)):
+            if value is not None:
+                _check_count(name, value)
         folder = weights_folder(Path(path))
         recipe = Recipe.read(folder)  # a bad recipe is named before any weights load
         data = replace(recipe.data, max_len=max_len or recipe.data.max_len,
                        trust_remote_code=trust_remote_code)
         loaded = load_checkpoint(folder, device_map=_device_map(device),
                                  trust_remote_code=trust_remote_code)
+        if max_len is not None:
+            _check_positions(max_len, loaded.model)
         # The checkpoint's own tokenizer files: the same tokenizer training prepared with, and
         # present wherever the checkpoint is copied.
         rows = row_builder(data, loaded.tokenizer)
@@ -123,29 +131,35 @@ class Classifier:
     def labels(self) -> tuple[str, ...]:
         return self.recipe.labels
 
-    def predict(self, texts: str | Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
-        """One prediction per text, in order."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if top_k < 1:
-            raise RvlError(f"--top-k {top_k}: must be a positive whole number")
+    def predict(self, texts: str | Iterable[str], top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+        """One prediction per text, in order: a str is one text; a list, tuple or other iterable
+        of str (a generator too) is many."""
+        texts = _check_texts(texts)
+        _check_count("top_k", top_k)
         predictions: list[Prediction] = []
         for start in range(0, len(texts), TEXTS_PER_PASS):
             predictions += self.predictions(self.score(texts[start : start + TEXTS_PER_PASS]),
                                             top_k)
         return predictions
 
-    def predict_files(self, paths: Sequence[str | Path], top_k: int = DEFAULT_TOP_K,
+    def predict_files(self, paths: str | Path | Iterable[str | Path],
+                      top_k: int = DEFAULT_TOP_K,
                       text_field: str | None = None) -> list[Prediction]:
         """One prediction per document in ``paths`` (OCR JSON, .txt or .jsonl files, or folders
-        of them), in input order. A file that cannot be used raises, naming it."""
-        from rvl_llm.predict.inputs import BadInput, iter_inputs
-
+        of them; one path alone is one path), in input order. A file that cannot be used raises,
+        naming it; no documents at all raises, as ``rvl-llm predict`` does."""
+        given = _check_paths(paths)
+        _check_count("top_k", top_k)
+        if text_field is not None and not isinstance(text_field, str):
+            raise TypeError(f"predict_files: text_field must be a str or None, not "
+                            f"{type(text_field).__name__}")
         texts = []
-        for item in iter_inputs([str(p) for p in paths], text_field=text_field):
+        for item in iter_inputs(given, text_field=text_field):
             if isinstance(item, BadInput):
                 raise RvlError(f"{item.source}: {item.reason}")
             texts.append(item.text)
+        if not texts:
+            raise no_documents(given)
         return self.predict(texts, top_k)
 
     def score(self, texts: Sequence[str]) -> Scored:
@@ -184,6 +198,59 @@ def _predictions(scored: Scored, labels: Sequence[str], top_k: int) -> Iterator[
         yield Prediction(top[0].label, top[0].probability, top,
                          {name: float(p) for name, p in zip(labels, probs, strict=True)},
                          truncated)
+
+
+def _check_count(name: str, value: object) -> None:
+    """A whole number of at least 1 (a bool, a float or a str is refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number (int), not {type(value).__name__} "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{name} {value}: must be a positive whole number")
+
+
+def _check_texts(texts: object) -> list[str]:
+    """The texts as a list, or TypeError/ValueError naming the first that is not text."""
+    if isinstance(texts, str):
+        texts = [texts]
+    elif isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Iterable):
+        hint = " (decode bytes to str first)" if isinstance(texts, bytes | bytearray) else ""
+        raise TypeError(f"predict: texts must be a str or a list of str, not "
+                        f"{type(texts).__name__}{hint}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"predict: texts[{i}] is {type(text).__name__}, not str")
+        if (bad := _SURROGATE.search(text)) is not None:
+            raise ValueError(f"predict: texts[{i}] holds a lone surrogate "
+                             f"(U+{ord(bad.group()):04X}) at character {bad.start()}, which is "
+                             "not text; decode with errors='replace'")
+    return texts
+
+
+def _check_paths(paths: object) -> list[str]:
+    """``predict_files``' paths as strings: one str or path alone is one path."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    elif isinstance(paths, bytes | Mapping) or not isinstance(paths, Iterable):
+        raise TypeError(f"predict_files: paths must be a path or a list of paths, not "
+                        f"{type(paths).__name__}")
+    given = list(paths)
+    for i, path in enumerate(given):
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"predict_files: paths[{i}] is {type(path).__name__}, not a path")
+    return [os.fspath(p) for p in given]
+
+
+def _check_positions(max_len: int, model: Any) -> None:
+    """Refuse a max-len beyond the model's position embeddings (rows past them would be scored
+    with positions it never learnt, or fail deep in the model)."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions",
+                                                                        None)
+    if isinstance(limit, int) and max_len > limit:
+        raise RvlError(f"--max-len {max_len}: beyond the model's {limit} positions "
+                       f"(max_position_embeddings); give at most {limit}")
 
 
 def _device_map(device: str | None) -> Any:

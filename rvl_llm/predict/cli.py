@@ -9,8 +9,10 @@ from __future__ import annotations
 import click
 
 from rvl_llm.config_file import config_file_option
+from rvl_llm.errors import RvlError
 from rvl_llm.options import click_options
 from rvl_llm.predict.config import PredictConfig
+from rvl_llm.predict.run import run_predict
 
 
 @click.command("predict")
@@ -22,17 +24,11 @@ def predict_command(**flags: object) -> None:
     .jsonl files (one object a line, text in "ocr" or "text", optional "id"), or - for JSON lines
     on standard input. One record per document, in input order: id, label, probability, top_k,
     truncated."""
-    from rvl_llm.errors import RvlError
-    from rvl_llm.predict.run import run_predict
-
     cfg = PredictConfig(**flags)  # type: ignore[arg-type]
     result = run_predict(cfg, log=lambda msg: click.echo(msg, err=True))
     if not result.is_main:
         return
-    where = str(result.out) if result.out is not None else "standard output"
-    click.echo(f"predict: {result.documents} documents to {where} in {result.seconds:.1f}s "
-               f"({result.docs_per_second:.1f} docs/s), {result.truncated} truncated, "
-               f"{len(result.skipped)} skipped", err=True)
+    click.echo(result.summary(), err=True)
     if result.skipped and not cfg.allow_skips:
         raise RvlError(f"{len(result.skipped)} inputs skipped (listed above; the first: "
                        f"{result.skipped[0].source}); the {result.documents} others were "

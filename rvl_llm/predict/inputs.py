@@ -22,8 +22,13 @@ from typing import IO, Any
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.corpus import decode_text, json_problem
+from rvl_llm.pipeline.ids import id_text
 
 STDIN = "-"
+# Bytes read of one .txt file, .json file or JSON line, at most: a file that never ends (a link to
+# /dev/zero) must not exhaust memory. Far beyond any max-len: a .txt past it is cut (and says
+# so); a .json file or a line past it cannot be parsed from a prefix and is a bad input.
+MAX_DOCUMENT_BYTES = 16 << 20
 DEFAULT_TEXT_FIELDS = ("ocr", "text")  # tried in this order when --text-field is not given
 FILE_KINDS = (".json", ".jsonl", ".txt")
 TEXT_FIELD_HELP = (
@@ -42,6 +47,8 @@ class InputDocument:
     id: str  # the object's "id", else the path as given, else "path:LINE" for a JSON line
     text: str
     source: str  # "path" or "path:LINE" ("-:LINE" for standard input): where it came from
+    replaced_utf8: bool = False  # bytes that were not UTF-8 were replaced, as prepare counts
+    cut: bool = False  # a .txt longer than MAX_DOCUMENT_BYTES: only its start was read
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,11 @@ class BadInput:
 
 
 Item = InputDocument | BadInput
+
+
+def no_documents(inputs: Sequence[str]) -> RvlError:
+    """The error of inputs that hold no document at all (the command and the API say it alike)."""
+    return RvlError(f"INPUT {' '.join(inputs)}: no documents (empty files or folders)")
 
 
 def text_fields(text_field: str | None) -> tuple[str, ...]:
@@ -157,15 +169,33 @@ def _iter_file(path: str, fields: tuple[str, ...]) -> Iterator[Item]:
         return
     try:
         with open(path, "rb") as file:
-            raw = file.read()
+            raw = file.read(MAX_DOCUMENT_BYTES + 1)  # one byte more tells a cut from a fit
     except OSError as err:
         yield BadInput(path, _read_problem(path, err))
         return
-    text, _ = decode_text(raw)
+    cut = len(raw) > MAX_DOCUMENT_BYTES
+    if cut and kind != ".txt":
+        yield BadInput(path, f"larger than {MAX_DOCUMENT_BYTES >> 20} MiB (a .json file is "
+                             "read whole); put the text in a .txt file, which is cut")
+        return
+    text, replaced = decode_text(_whole_characters(raw[:MAX_DOCUMENT_BYTES]) if cut else raw)
     if kind == ".txt":
-        yield InputDocument(path, text, path)
+        yield InputDocument(path, text, path, replaced, cut)
     else:
-        yield _document(text, fields, default_id=path, source=path, line=True)
+        yield _document(text, fields, default_id=path, source=path, line=True,
+                        replaced=replaced)
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """``raw`` less a UTF-8 character that a cut split (it would count as replaced bytes)."""
+    for back in range(1, min(4, len(raw)) + 1):
+        byte = raw[-back]
+        if byte < 0x80:
+            return raw
+        if byte >= 0xC0:  # a lead byte: its sequence is 2, 3 or 4 bytes long
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return raw[:-back] if length > back else raw
+    return raw
 
 
 def _iter_jsonl(path: str, fields: tuple[str, ...]) -> Iterator[Item]:
@@ -183,18 +213,35 @@ def _iter_lines(lines: Iterable[bytes | str], name: str, fields: tuple[str, ...]
     line costs that line only."""
     number = 0
     try:
-        for number, line in enumerate(lines, start=1):
-            text = decode_text(line)[0] if isinstance(line, bytes) else line
+        for number, line in enumerate(_bounded_lines(lines), start=1):
+            if len(line) > MAX_DOCUMENT_BYTES:  # a line that never ends: stop the file here
+                yield BadInput(f"{name}:{number}", f"a line longer than "
+                               f"{MAX_DOCUMENT_BYTES >> 20} MiB; the rest of {name} is not read")
+                return
+            text, replaced = decode_text(line) if isinstance(line, bytes) else (line, False)
             if not text.strip():
                 continue
             source = f"{name}:{number}"
-            yield _document(text, fields, default_id=source, source=source, line=False)
+            yield _document(text, fields, default_id=source, source=source, line=False,
+                            replaced=replaced)
     except OSError as err:  # a disk or pipe failing midway: the lines read so far stand
         yield BadInput(name, f"cannot read after line {number} ({err.strerror or err})")
 
 
+def _bounded_lines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
+    """The lines of a file or stream, each read up to ``MAX_DOCUMENT_BYTES + 1`` (a longer one
+    is yielded at that length, and the caller stops)."""
+    readline = getattr(lines, "readline", None)
+    if readline is None:  # a plain iterable of lines (tests): already in memory
+        yield from lines
+        return
+    while line := readline(MAX_DOCUMENT_BYTES + 1):
+        yield line
+
+
 def _document(
-    text: str, fields: tuple[str, ...], *, default_id: str, source: str, line: bool
+    text: str, fields: tuple[str, ...], *, default_id: str, source: str, line: bool,
+    replaced: bool = False,
 ) -> Item:
     """The document in one JSON object's text; the first of ``fields`` present is its text."""
     try:
@@ -210,7 +257,8 @@ def _document(
                 return BadInput(source, f'the "{field}" field is {_json_type(value)}, '
                                         "not a string")
             doc_id = data.get("id")
-            return InputDocument(default_id if doc_id is None else str(doc_id), value, source)
+            return InputDocument(default_id if doc_id is None else id_text(doc_id), value,
+                                 source, replaced)
     return BadInput(source, f"no {fields_phrase(fields)} field")
 
 

@@ -14,19 +14,25 @@ import contextlib
 import csv
 import json
 import os
+import re
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from rvl_llm.atomic import TEMP_PREFIX
+from rvl_llm.atomic import remove_stale_staging, staging_path
 from rvl_llm.errors import RvlError
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}  # -o's suffix -> format
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
 _SUFFIXES = ", ".join(FORMATS)
+# A spreadsheet runs a cell that starts with one of these as a formula ("=cmd|calc"): such a
+# text cell gets a leading ' (shown as text, the OWASP advice). Numbers are ours and never do.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Control characters: csv quotes "\n" and the delimiter but not "\r" (a reader splits the row
+# there) nor the others, so a row holding any of them is written with every cell quoted.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def output_format(path: Path | str | None) -> str:
@@ -39,11 +45,14 @@ def output_format(path: Path | str | None) -> str:
     return FORMATS[suffix]
 
 
-def check_output(path: Path | str | None) -> str:
-    """Everything about ``-o PATH`` that can be checked before a model is loaded; its format."""
+def check_output(path: Path | str | None, inputs: Sequence[str] = ()) -> str:
+    """Everything about ``-o PATH`` that can be checked before a model is loaded; its format.
+    ``inputs``: the INPUT arguments; PATH must not replace one of them, nor land in a folder
+    being read (the next run would read the predictions as documents)."""
     if path is None:
         return output_format(None)
     path = Path(path)
+    _check_not_an_input(path, inputs)
     if path.is_dir():
         raise RvlError(f"-o {path}: is a folder; name a file ending in {_SUFFIXES}")
     format_name = output_format(path)
@@ -57,6 +66,23 @@ def check_output(path: Path | str | None) -> str:
     return format_name
 
 
+def _check_not_an_input(path: Path, inputs: Sequence[str]) -> None:
+    real = os.path.realpath(path)  # follows a symbolic link to an input
+    for given in inputs:
+        if given == "-":
+            continue
+        if not os.path.exists(given):
+            continue  # a missing INPUT is named when it is read
+        same = real == os.path.realpath(given) or (
+            path.exists() and os.path.samefile(path, given))  # a hard link too
+        if same:
+            raise RvlError(f"-o {path}: is the INPUT {given}; predictions would replace the "
+                           "documents; name another output file")
+        if os.path.isdir(given) and os.path.dirname(real) == os.path.realpath(given):
+            raise RvlError(f"-o {path}: is inside the INPUT folder {given}, which is being read;"
+                           " write the predictions outside it")
+
+
 def csv_header(top_k: int) -> list[str]:
     """``id,label,probability,truncated,top1,top1_probability,...,topK,topK_probability``."""
     ranked = [name for k in range(1, top_k + 1) for name in (f"top{k}", f"top{k}_probability")]
@@ -66,12 +92,19 @@ def csv_header(top_k: int) -> list[str]:
 def csv_row(record: dict[str, Any], top_k: int) -> list[str]:
     """One record as the header's cells: the first ``top_k`` ranked entries, empty cells for a
     record with fewer (a label set smaller than K)."""
-    row = [record["id"], record["label"], _probability(record["probability"]),
+    row = [safe_cell(record["id"]), safe_cell(record["label"]),
+           _probability(record["probability"]),
            "true" if record["truncated"] else "false"]  # as JSON writes it
     ranked = record["top_k"][:top_k]
     for entry in ranked:
-        row += [entry["label"], _probability(entry["probability"])]
+        row += [safe_cell(entry["label"]), _probability(entry["probability"])]
     return row + [""] * (2 * (top_k - len(ranked)))
+
+
+def safe_cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading ``=``, ``+``, ``-``, ``@``, tab or
+    carriage return gets a ``'`` before it."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _probability(value: float) -> str:
@@ -97,22 +130,30 @@ class RecordWriter:
         self._out: IO[str] | None = None
         self._temp: Path | None = None
         self._write_row: Callable[[Iterable[Any]], Any] | None = None  # csv and tsv only
+        self._write_quoted: Callable[[Iterable[Any]], Any] | None = None  # every cell quoted
+        self.removed_stale: list[Path] = []  # staging files of killed earlier runs, removed
 
     def __enter__(self) -> RecordWriter:
         if self.path is None:
             self._out = sys.stdout if self._stdout is None else self._stdout
             return self
+        # A killed run (kill -9 skips every cleanup) left its temporary file; its pid says so.
+        self.removed_stale = remove_stale_staging(self.path)
         # Beside PATH: the same file system, so the final rename is atomic.
-        self._temp = self.path.with_name(f"{TEMP_PREFIX}{self.path.name}-{uuid.uuid4().hex[:8]}")
+        self._temp = staging_path(self.path)
         try:
             # backslashreplace: an id with bytes that are not UTF-8 (a file name from an old
             # system) must not end a long run, and with it every record written so far.
             self._out = open(  # closed in __exit__, once the records are in
                 self._temp, "w", encoding="utf-8", errors="backslashreplace", newline="")
             if self.format in _DELIMITERS:
-                writer = csv.writer(self._out, delimiter=_DELIMITERS[self.format],
+                delimiter = _DELIMITERS[self.format]
+                writer = csv.writer(self._out, delimiter=delimiter,
                                     lineterminator="\n")  # quotes only the fields that need it
                 self._write_row = writer.writerow
+                self._write_quoted = csv.writer(self._out, delimiter=delimiter,
+                                                lineterminator="\n",
+                                                quoting=csv.QUOTE_ALL).writerow
                 self._write_row(csv_header(self.top_k))
         except OSError as err:
             self._discard()
@@ -128,8 +169,11 @@ class RecordWriter:
                 # ASCII JSON escapes keep any id writable whatever the terminal's encoding.
                 self._out.write("".join(json.dumps(record) + "\n" for record in records))
             else:
+                assert self._write_quoted is not None
                 for record in records:
-                    self._write_row(csv_row(record, self.top_k))
+                    row = csv_row(record, self.top_k)
+                    quoted = any(_CONTROL.search(cell) for cell in row)
+                    (self._write_quoted if quoted else self._write_row)(row)
             if self.path is None:
                 self._out.flush()
         except OSError as err:

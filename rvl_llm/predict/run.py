@@ -15,20 +15,33 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from rvl_llm.errors import RvlError
-from rvl_llm.predict.classifier import TEXTS_PER_PASS
+from rvl_llm.inference.checkpoint import weights_folder
+from rvl_llm.inference.distributed import contiguous_share, gather_in_rank_order, process_state
+from rvl_llm.pipeline.corpus import is_empty_text
+from rvl_llm.predict.classifier import TEXTS_PER_PASS, Classifier
 from rvl_llm.predict.config import PredictConfig
-from rvl_llm.predict.inputs import STDIN, BadInput, InputDocument, iter_inputs
+from rvl_llm.predict.inputs import (
+    MAX_DOCUMENT_BYTES,
+    STDIN,
+    BadInput,
+    InputDocument,
+    iter_inputs,
+    no_documents,
+)
+from rvl_llm.predict.outputs import RecordWriter, check_output
+from rvl_llm.recipe import Recipe
 
 if TYPE_CHECKING:
     from rvl_llm.pipeline.template import Row
 
 Log = Callable[[str], None]
 T = TypeVar("T")
+SHOWN_DUPLICATES = 10  # duplicate ids named one a line; the summary counts them all
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,17 @@ class PredictResult:
     seconds: float  # from the model loaded to the last record written
     out: Path | None  # None: standard output
     is_main: bool = True  # False on the other processes of a launch (they write nothing)
+    counts: DocumentCounts | None = None  # what prepare counts too, and repeated ids
+
+    def summary(self) -> str:
+        """The closing line on standard error."""
+        where = str(self.out) if self.out is not None else "standard output"
+        c = self.counts or DocumentCounts()
+        return (f"predict: {self.documents} documents to {where} in {self.seconds:.1f}s "
+                f"({self.docs_per_second:.1f} docs/s), {self.truncated} truncated, "
+                f"{c.empty} empty, {c.replaced_utf8} not UTF-8 (bytes replaced), "
+                f"{c.cut} cut at read, {c.duplicate_ids} duplicate ids, "
+                f"{len(self.skipped)} skipped")
 
     @property
     def docs_per_second(self) -> float:
@@ -48,14 +72,8 @@ class PredictResult:
 def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | None = None,
                 stdout: IO[str] | None = None) -> PredictResult:
     say = log or (lambda _msg: None)
-    from rvl_llm.inference.checkpoint import weights_folder
-    from rvl_llm.inference.distributed import contiguous_share, gather_in_rank_order
-    from rvl_llm.predict.classifier import Classifier
-    from rvl_llm.predict.outputs import RecordWriter, check_output
-    from rvl_llm.recipe import Recipe
-
     if cfg.out is not None:
-        check_output(cfg.out)
+        check_output(cfg.out, cfg.inputs)
     checkpoint = weights_folder(cfg.checkpoint)
     Recipe.read(checkpoint)  # a bad -c is named before any input is read (the weights: at load)
     state = _process_state()
@@ -66,7 +84,7 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
     items = iter_inputs(cfg.inputs, text_field=cfg.text_field, stdin=stdin)
     first = next(items, None)
     if first is None:
-        raise RvlError(f"INPUT {' '.join(cfg.inputs)}: no documents (empty files or folders)")
+        raise no_documents(cfg.inputs)
     classifier = Classifier.from_checkpoint(
         checkpoint, device=str(state.device) if world > 1 else None, max_len=cfg.max_len,
         batch_size=cfg.batch_size, class_chunk=cfg.class_chunk,
@@ -75,7 +93,7 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
         f"max-len {classifier.max_len}"
         + (f", {world} processes" if world > 1 else "") + ")")
     start = time.perf_counter()
-    documents, truncated, skipped = 0, 0, []
+    documents, truncated, skipped, counts = 0, 0, [], DocumentCounts()
     chunks = _chunks(itertools.chain([first], items), TEXTS_PER_PASS * world)
 
     def read_next() -> _Chunk | None:
@@ -93,13 +111,17 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
     # release the GIL): on a GPU the tokenising costs no time; memory holds two chunks at most.
     with writer as sink, _progress(cfg.progress if is_main else False) as bar, \
             ThreadPoolExecutor(max_workers=1) as reader:
+        for stale in sink.removed_stale if is_main else []:
+            say(f"removed {stale}: the temporary file of a predict run that was killed")
         ahead = reader.submit(read_next)
         while (current := ahead.result()) is not None:
             ahead = reader.submit(read_next)
             mine = current.mine
             scored = classifier.score_rows(current.rows) if mine else None
             predictions = classifier.predictions(scored, cfg.top_k) if scored else []
-            records = [p.record(d.id) for d, p in zip(mine, predictions, strict=True)]
+            # A document cut at read is truncated whatever its row says.
+            records = [p.record(d.id) | ({"truncated": True} if d.cut else {})
+                       for d, p in zip(mine, predictions, strict=True)]
             shares = gather_in_rank_order(records, state)  # every process, every chunk
             if not is_main:
                 continue
@@ -107,15 +129,47 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
             sink.write(gathered)
             documents += len(gathered)
             truncated += sum(record["truncated"] for record in gathered)
-            for bad in (item for item in current.items if isinstance(item, BadInput)):
-                skipped.append(bad)
-                say(f"skipped {bad.source}: {bad.reason}")
+            for item in current.items:
+                if isinstance(item, BadInput):
+                    skipped.append(item)
+                    say(f"skipped {item.source}: {item.reason}")
+                else:
+                    counts.add(item, say)
             bar.update(len(current.items))
         if is_main and documents == 0:  # raised inside: nothing is written
             raise RvlError(f"INPUT {' '.join(cfg.inputs)}: no document could be read "
                            f"({len(skipped)} skipped, listed above)")
     return PredictResult(documents, tuple(skipped), truncated, time.perf_counter() - start,
-                         cfg.out, is_main)
+                         cfg.out, is_main, counts)
+
+
+@dataclass
+class DocumentCounts:
+    """Documents labelled all the same, counted by prepare's rules (``empty``: empty or
+    whitespace only; ``replaced_utf8``: bytes that were not UTF-8, binary or Latin-1, decoded
+    with replacement), plus what predict alone meets."""
+
+    empty: int = 0
+    replaced_utf8: int = 0
+    cut: int = 0  # .txt files longer than inputs.MAX_DOCUMENT_BYTES: their start was read
+    duplicate_ids: int = 0  # documents whose id an earlier document had (records keep both)
+    # hash() of every id seen: 8 bytes each rather than the id, for a million-document run
+    _seen: set[int] = field(default_factory=set, repr=False)
+
+    def add(self, doc: InputDocument, say: Log) -> None:
+        self.empty += is_empty_text(doc.text)
+        self.replaced_utf8 += doc.replaced_utf8
+        if doc.cut:
+            self.cut += 1
+            say(f"cut {doc.source}: longer than {MAX_DOCUMENT_BYTES >> 20} MiB; its start "
+                "was read and labelled (truncated)")
+        key = hash(doc.id)
+        if key in self._seen:
+            self.duplicate_ids += 1
+            if self.duplicate_ids <= SHOWN_DUPLICATES:
+                say(f"warning: duplicate id {doc.id!r} at {doc.source} (an earlier document "
+                    "has it); both records are written")
+        self._seen.add(key)
 
 
 @dataclass(frozen=True)
@@ -126,8 +180,6 @@ class _Chunk:
 
 
 def _process_state() -> Any:
-    from rvl_llm.inference.distributed import process_state
-
     return process_state()
 
 

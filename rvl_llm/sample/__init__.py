@@ -9,6 +9,9 @@
   (``id``, ``split``, ``label``, ``ocr``; the label a class name in JSON lines, an index in
   Parquet);
 * ``sample/unlabelled/``: a few documents with no label, to try ``rvl-llm predict`` on;
+* ``sample/scans/``: some of those documents printed as scanned pages (PNG, JPEG, a multi-page
+  TIFF, PDFs) for ``rvl-llm ocr``, their known text in ``sample/scans-truth/``
+  (:mod:`rvl_llm.sample.scans`);
 * ``sample/models/tiny-mistral`` and ``sample/models/tiny-llama3``: tiny random models with the
   real Mistral-7B-v0.1 and Llama 3 tokenizers (:mod:`rvl_llm.sample.models`).
 
@@ -27,11 +30,14 @@ from rvl_llm.sample.models import (
     build_tiny_mistral,
     sample_is_complete,
 )
+from rvl_llm.sample.scans import build_scans, character_error_rate
 
 __all__ = [
     "build_sample",
+    "build_scans",
     "build_tiny_llama3",
     "build_tiny_mistral",
+    "character_error_rate",
     "generate_document",
     "sample_is_complete",
     "split_documents",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 def _describe(root: Path) -> None:
     from rvl_llm.sample.models import LLAMA3_DIR, MISTRAL_DIR, folder_size, read_stamp
+    from rvl_llm.sample.scans import SCANS_DIR, TRUTH_DIR, read_index
     from rvl_llm.sample.smollm2 import SMOLLM2_DIR
 
     stamp = read_stamp(root) or {}
@@ -20,6 +21,11 @@ def _describe(root: Path) -> None:
     for name, rows in stamp.get("tables", {}).items():
         print(f"  {root / name}: the same {rows} documents as one table")
     print(f"  {root / 'unlabelled'}: {stamp.get('unlabelled', 0)} documents to label")
+    index = read_index(root) or {}
+    scans = index.get("scans", [])
+    pages = sum(entry["pages"] for entry in scans)
+    print(f"  {root / SCANS_DIR}: {len(scans)} scanned document(s), {pages} pages "
+          f"(their text in {root / TRUTH_DIR})")
     for name in (MISTRAL_DIR, LLAMA3_DIR, SMOLLM2_DIR):
         folder = root / "models" / name
         print(f"  {folder}: {folder_size(folder) / 1e6:.1f} MB")
@@ -31,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the sample world: a synthetic RVL-CDIP-like corpus (data/, one OCR "
         "JSON file per document, and the same documents as data.jsonl, labels as class names, "
         "and data.parquet, labels as class indices), documents to label (unlabelled/) and two "
-        "tiny models with the real Mistral-7B-v0.1 and Llama 3 tokenizers (offline, "
+        "tiny models with the real Mistral-7B-v0.1 and Llama 3 tokenizers, and some documents "
+        "printed as scanned pages (scans/, their text in scans-truth/) (offline, "
         "deterministic).",
     )
     parser.add_argument("--out", type=Path, default=Path("sample"), help="folder (default: sample)")
@@ -41,14 +48,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from rvl_llm.sample.models import (
         FORMAT_VERSION,
+        SEED,
         SampleBuildError,
         build_sample,
         sample_is_complete,
     )
+    from rvl_llm.sample.scans import build_scans
 
     root: Path = args.out
     if not args.force and sample_is_complete(root):
         print(f"sample world in {root} is complete (format {FORMAT_VERSION}): skipped")
+        # A world built before the scans existed gets them; a complete one is left alone.
+        started = time.monotonic()
+        if build_scans(root, seed=SEED):
+            print(f"rendered the scans in {root / 'scans'} in {time.monotonic() - started:.1f}s")
         _describe(root)
         return 0
 

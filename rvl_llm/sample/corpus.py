@@ -615,14 +615,20 @@ def write_parquet(path: Path, documents: list[CorpusDocument]) -> int:
 UNLABELLED_PER_KIND = 4  # documents of each input kind `rvl-llm predict` reads
 
 
+def unlabelled_texts(*, seed: int = 0) -> list[str]:
+    """The texts of the unlabelled documents, in file order: ``scan-01.json`` ... first (the
+    sample scans print these too), then ``fax.txt``, then the lines of ``batch.jsonl``."""
+    rng = random.Random(f"rvl-llm-sample/{seed}/unlabelled")
+    return [generate_document(rng, i % NUM_CLASSES) for i in range(2 * UNLABELLED_PER_KIND + 1)]
+
+
 def write_unlabelled(out_dir: Path, *, seed: int = 0) -> int:
     """Documents to label with ``rvl-llm predict``, one input kind each: OCR JSON files named
     with no split or label (``scan-01.json``), a ``.txt`` file, and a ``.jsonl`` file with ids.
     Their classes cycle through the label set; none of them is in the labelled corpus."""
-    rng = random.Random(f"rvl-llm-sample/{seed}/unlabelled")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts = [generate_document(rng, i % NUM_CLASSES) for i in range(2 * UNLABELLED_PER_KIND + 1)]
+    texts = unlabelled_texts(seed=seed)
     for i, text in enumerate(texts[:UNLABELLED_PER_KIND], start=1):
         record = {"id": f"scan-{i:02d}", "ocr": text}
         (out_dir / f"scan-{i:02d}.json").write_text(

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rvl_llm.atomic import TEMP_PREFIX
 from rvl_llm.sample.corpus import (
     corpus_documents,
     write_documents,
@@ -34,6 +35,7 @@ from rvl_llm.sample.corpus import (
     write_parquet,
     write_unlabelled,
 )
+from rvl_llm.sample.scans import SCANS_DIR, TRUTH_DIR, build_scans
 from rvl_llm.sample.smollm2 import SMOLLM2_DIR, SmolLM2Missing, build_smollm2
 
 # 2: unlabelled/, documents for `rvl-llm predict`; 3: data.jsonl, data.parquet;
@@ -350,22 +352,31 @@ def sample_is_complete(root: Path) -> bool:
     return stamp is not None and stamp.get("format") == FORMAT_VERSION
 
 
-_OWN_ENTRIES = frozenset({"data", JSONL_NAME, PARQUET_NAME, "unlabelled", "models", STAMP_NAME})
+_OWN_ENTRIES = frozenset(
+    {"data", JSONL_NAME, PARQUET_NAME, "unlabelled", "models", SCANS_DIR, TRUTH_DIR, STAMP_NAME}
+)
 
 
 def _replaceable(root: Path) -> bool:
-    """Whether an existing ``root`` may be replaced: empty, or only our own entries in it."""
-    return root.is_dir() and all(entry.name in _OWN_ENTRIES for entry in root.iterdir())
+    """Whether an existing ``root`` may be replaced: empty, or only our own entries in it (and
+    the staging folders of an interrupted scans build)."""
+    return root.is_dir() and all(
+        entry.name in _OWN_ENTRIES or entry.name.startswith(TEMP_PREFIX)
+        for entry in root.iterdir()
+    )
 
 
 def build_sample(root: Path, *, force: bool = False) -> None:
     """Build the sample world in ``root``: ``data/`` (the synthetic corpus, one JSON file per
-    document), the same corpus as ``data.jsonl`` and ``data.parquet``, ``unlabelled/``, and
+    document), the same corpus as ``data.jsonl`` and ``data.parquet``, ``unlabelled/``,
+    ``scans/`` with ``scans-truth/`` (:mod:`rvl_llm.sample.scans`), and
     ``models/tiny-mistral``, ``models/tiny-llama3``.
 
     Idempotent: returns at once when ``root/.complete`` names the current format (unless
-    ``force``).  The world is built in a temporary folder beside ``root`` and renamed into place,
-    so ``root`` is never seen half built; an existing ``root`` is replaced only when it holds
+    ``force``); the scans have a stamp of their own, and ``python -m rvl_llm.sample`` adds them
+    to a complete world that lacks them (:func:`rvl_llm.sample.scans.build_scans`).  The world
+    is built in a temporary folder beside ``root`` and renamed into place, so ``root`` is never
+    seen half built; an existing ``root`` is replaced only when it holds
     nothing but a sample world's entries.
     """
     root = Path(root)
@@ -387,6 +398,7 @@ def build_sample(root: Path, *, force: bool = False) -> None:
             PARQUET_NAME: write_parquet(tmp / PARQUET_NAME, documents),
         }
         unlabelled = write_unlabelled(tmp / "unlabelled", seed=SEED)
+        build_scans(tmp, seed=SEED)  # scans/ and scans-truth/, with their own stamp
         build_tiny_mistral(tmp / "models" / MISTRAL_DIR)
         build_tiny_llama3(tmp / "models" / LLAMA3_DIR)
         try:

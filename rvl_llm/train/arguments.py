@@ -9,19 +9,34 @@ checkpoint at the end or none, and ``final/`` = the last weights.
 
 Names that depend on the transformers release (optimisers, schedules, trackers, fields) are
 checked here when a run starts, not in ``TrainSettings``, so a recipe reads under any release.
+So are the ``--trainer-arg`` values the Trainer would refuse only once the run folder exists
+(a missing DeepSpeed file, negative workers, ``push_to_hub`` with no hub to push to). A secret
+``--trainer-arg`` (``hub_token``) reaches the Trainer but no file: not the recipe, not
+``config.yaml``, not the ``training_args.bin`` of a checkpoint.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from enum import Enum
+from importlib.util import find_spec
+from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
+import click
+
 from rvl_llm.errors import RvlError
-from rvl_llm.recipe import DEFAULT_OPTIM, DEFAULT_SCHEDULER, TrainSettings
+from rvl_llm.recipe import (
+    DEFAULT_OPTIM,
+    DEFAULT_SCHEDULER,
+    TrainSettings,
+    is_secret,
+    secret_names,
+)
 
 if TYPE_CHECKING:
     from rvl_llm.train.config import TrainConfig
@@ -31,6 +46,20 @@ BEST = "rvl-llm (final/ = the checkpoint with the best validation accuracy)"
 OURS = "rvl-llm itself"
 METRIC = "eval_accuracy"  # what RvlTrainer.evaluate logs; the best checkpoint is chosen by it
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+# TrainingArguments fields the Trainer never reads when rvl-llm calls it: what to use instead.
+NOT_USED = {
+    "resume_from_checkpoint": "--resume (continues LOG_DIR/NAME from its newest complete "
+                              "checkpoint)",
+    "do_train": "nothing (rvl-llm train always trains)",
+    "do_eval": "--eval-steps or the validation split (validation runs when there is one)",
+    "do_predict": "rvl-llm eval or rvl-llm predict",
+    "overwrite_output_dir": "--overwrite",
+}
+# Fields the Trainer takes as a JSON file or a dict, and reads only once the run has started.
+CONFIG_FILE_FIELDS = ("deepspeed", "fsdp_config", "accelerator_config")
+# Least values of fields that the Trainer checks only when it builds its data loaders.
+LEAST = {"dataloader_num_workers": 0, "dataloader_prefetch_factor": 1,
+         "eval_accumulation_steps": 1}
 
 
 def schedule(settings: TrainSettings, has_validation: bool) -> tuple[str, str]:
@@ -100,11 +129,26 @@ def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
 
     ours = our_arguments(cfg, mixed_precision, has_validation)
     given = {key: value for key, (_, value) in ours.items() if value is not UNSET}
+    values = trainer_arg_values(cfg)
     try:
-        return TrainingArguments(**given, **trainer_arg_values(cfg))
+        args = TrainingArguments(**given, **values)
     except ValueError as err:  # a combination TrainingArguments refuses
         what = "--trainer-arg" if cfg.settings.trainer_args else "training settings"
         raise RvlError(f"{what}: transformers refuses them ({str(err).splitlines()[0]})") from err
+    secrets = [key for key in values if is_secret(key)]
+    if secrets:
+        # The Trainer pickles its arguments into every checkpoint (training_args.bin): the
+        # pickled copy leaves the secrets out; this one, which the Trainer uses, keeps them.
+        args.__getstate__ = _state_without(args, secrets)
+    return args
+
+
+def _state_without(args: Any, secrets: list[str]) -> Callable[[], dict[str, Any]]:
+    def state() -> dict[str, Any]:
+        kept = {k: v for k, v in vars(args).items() if k != "__getstate__"}
+        return {**kept, **dict.fromkeys(secrets)}
+
+    return state
 
 
 def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
@@ -124,6 +168,9 @@ def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
         key = key.strip()
         if key in owners:
             raise RvlError(f"--trainer-arg {key}: set by {owners[key]}; use that instead")
+        if key in NOT_USED:
+            raise RvlError(f"--trainer-arg {key}: the Trainer does not use it in rvl-llm; "
+                           f"use {NOT_USED[key]}")
         if key not in known:
             near = difflib.get_close_matches(key, known, n=1)
             hint = ""
@@ -133,7 +180,36 @@ def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
             raise RvlError(f"--trainer-arg {key}: not a field of transformers' "
                            f"TrainingArguments{hint}")
         values[key] = parse_value(key, text, hints[key])
+        _check_value(key, values[key], text)
+    if values.get("push_to_hub"):
+        _check_hub(values.get("hub_token"))
     return values
+
+
+def _check_value(key: str, value: Any, text: str) -> None:
+    """What the Trainer would refuse only after the run folder is written."""
+    if key in LEAST and value is not None and value < LEAST[key]:
+        raise RvlError(f"--trainer-arg {key}={text}: must be {LEAST[key]} or more")
+    is_file_name = key in CONFIG_FILE_FIELDS and isinstance(value, str) and bool(value)
+    if is_file_name and not Path(value).expanduser().is_file():
+        raise RvlError(f"--trainer-arg {key}={text}: no such file; name a JSON config "
+                       "file, or give the settings inline as JSON")
+    if key == "deepspeed" and value and find_spec("deepspeed") is None:
+        raise RvlError(f"--trainer-arg {key}: DeepSpeed is not installed (pip install "
+                       "deepspeed)")
+
+
+def _check_hub(token: str | None) -> None:
+    """``push_to_hub``: the Trainer creates the hub repository when it starts, after the run
+    folder is written; without a hub to reach, or a login, it fails there."""
+    from huggingface_hub import constants, get_token  # lazily, as transformers itself
+
+    if constants.HF_HUB_OFFLINE:
+        raise RvlError("--trainer-arg push_to_hub=true: the hub is offline here (HF_HUB_OFFLINE); "
+                       "drop push_to_hub and upload the export (rvl-llm export) later")
+    if not (token or get_token()):
+        raise RvlError("--trainer-arg push_to_hub=true: not logged in to the hub; run `hf auth "
+                       "login` or set HF_TOKEN first")
 
 
 def parse_value(key: str, text: str, hint: Any) -> Any:
@@ -201,6 +277,11 @@ def check_arguments(cfg: TrainConfig) -> None:
 
         _check_name("--attn-implementation", attention, list(attention_implementations()))
     trainer_arg_values(cfg)
+    secrets = secret_names(s.trainer_args)
+    if secrets:
+        click.echo(f"--trainer-arg {', '.join(secrets)}: a secret; this run uses it but never "
+                   "writes it to a file (recipe.json, config.yaml, checkpoints, the export); "
+                   "give it again to --resume")
 
 
 def _check_name(option: str, value: str, allowed: list[str]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rvl_llm.recipe import Quantization, Recipe
+from rvl_llm.train.run_folder import save_failure
 
 if TYPE_CHECKING:
     from rvl_llm.pipeline.manifest import Manifest
@@ -89,7 +90,10 @@ def recipe_callback(run_dir: Path, recipe: Recipe) -> Any:
             if state.is_world_process_zero:
                 current, best = accuracies(state.log_history, state.global_step)
                 folder = run_dir / f"checkpoint-{state.global_step}"
-                replace(recipe, validation_accuracy=current,
-                        best_validation_accuracy=best).write(folder)
+                try:
+                    replace(recipe, validation_accuracy=current,
+                            best_validation_accuracy=best).write(folder)
+                except OSError as err:  # a full disk: the checkpoint stays incomplete
+                    raise save_failure(folder, run_dir, err) from err
 
     return RecipeCallback()

@@ -10,6 +10,7 @@ validation and checkpoint frequency, --trainer-arg) become TrainingArguments in 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
@@ -29,9 +30,12 @@ from rvl_llm.train.run_folder import (
     FINAL_DIR,
     check_log_dir,
     check_overwritable,
+    checkpoint_problem,
+    has_run,
     is_run_folder,
     resume_point,
     run_lock,
+    save_failure,
     set_aside,
 )
 
@@ -88,6 +92,9 @@ def check_run_dir(cfg: TrainConfig) -> None:
         raise RvlError(f"--name {cfg.name}: {run} holds files that are not a run of rvl-llm; "
                        "choose another --name or --log-dir")
     if cfg.resume:
+        if not has_run(run):  # nothing to continue: training from scratch would surprise
+            raise RvlError(f"--resume: {run} holds no run to continue (no {RECIPE_NAME} of "
+                           "rvl-llm); drop --resume to start it, or check --name and --log-dir")
         return
     if (run / FINAL_DIR / RECIPE_NAME).is_file():
         raise RvlError(f"--name {cfg.name}: {run} holds a finished run; pass --overwrite to "
@@ -163,10 +170,11 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
         say("train: the validation split is empty; no validation, final/ = last epoch")
     try:
         trainer.train(resume_from_checkpoint=resume_from)
+        return _write_final(cfg, trainer, recipe, state, say)
     except BaseException:
         close_progress_bars(trainer)  # so the one-line error starts a line of its own
+        sys.stdout.flush()  # the Trainer's last log line (stdout) before the error (stderr)
         raise
-    return _write_final(cfg, trainer, recipe, state, say)
 
 
 # Prepare settings that do not change the rows a run reads.
@@ -208,10 +216,12 @@ def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
                 raise RvlError(f"--resume: {cfg.run_dir} was trained with {key} {value!r}, "
                                f"this run asks for {now[key]!r}; resume with the same settings")
     last, incomplete = resume_point(cfg.run_dir)
-    for old, new in zip(incomplete, set_aside(incomplete), strict=True):
-        say(f"--resume: {old.name} is incomplete (a save was cut short); set aside as {new.name}")
+    problems = [checkpoint_problem(folder) for folder in incomplete]
+    for old, new, problem in zip(incomplete, set_aside(incomplete), problems, strict=True):
+        say(f"--resume: {old.name} is incomplete ({problem}); set aside as {new.name}")
     if last is None:
-        say(f"--resume: no complete checkpoint in {cfg.run_dir}; starting from the beginning")
+        say(f"--resume: no complete checkpoint in {cfg.run_dir} to continue from; starting "
+            "from the beginning")
         return None
     say(f"--resume: continuing from {last}")
     return str(last)
@@ -219,10 +229,15 @@ def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:
 
 def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
                  say: Log) -> TrainResult:
+    from safetensors import SafetensorError  # a Rust binding; transformers is loaded by now
+
     from rvl_llm.train.checkpoint import accuracies
 
     final = cfg.run_dir / FINAL_DIR
-    trainer.save_model(str(final))  # on every process: FSDP gathers the weights collectively
+    try:
+        trainer.save_model(str(final))  # on every process: FSDP gathers the weights collectively
+    except (OSError, RuntimeError, SafetensorError) as err:  # a full disk, say
+        raise save_failure(final, cfg.run_dir, err) from err
     history = trainer.state.log_history
     _, best = accuracies(history, -1)
     best_checkpoint = trainer.state.best_model_checkpoint
@@ -235,8 +250,11 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
         final_accuracy = evals[-1] if evals else None
     if state.is_main_process:
         done = replace(recipe, validation_accuracy=final_accuracy, best_validation_accuracy=best)
-        done.write(final)  # last: final/ with a recipe is complete
-        done.write(cfg.run_dir)
+        try:
+            done.write(final)  # last: final/ with a recipe is complete
+            done.write(cfg.run_dir)
+        except OSError as err:
+            raise save_failure(final, cfg.run_dir, err) from err
         shown = "n/a" if final_accuracy is None else f"{final_accuracy:.4f}"
         say(f"train: done; validation accuracy of {final}: {shown}"
             + ("" if best is None else f" (best validation {best:.4f})"))

@@ -13,22 +13,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from rvl_llm.errors import RvlError
+from rvl_llm.atomic import TEMP_PREFIX
+from rvl_llm.config_file import RUN_CONFIG_NAME
+from rvl_llm.errors import RvlError, write_reason
 from rvl_llm.inference.checkpoint import (
     ADAPTER_WEIGHTS,
     CHECKPOINT_PREFIX,
     FINAL_DIR,
     MODEL_WEIGHTS,
 )
-from rvl_llm.recipe import RECIPE_NAME
+from rvl_llm.recipe import RECIPE_NAME, Recipe
 
 INCOMPLETE_PREFIX = "incomplete-"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's TRAINER_STATE_NAME
@@ -40,6 +45,16 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 _CHECKPOINT = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
 # set_aside may add ".K" when the plain name is taken.
 _INCOMPLETE = re.compile(rf"^{re.escape(INCOMPLETE_PREFIX + CHECKPOINT_PREFIX)}\d+(\.\d+)?$")
+EVAL_DIR = "eval"  # eval's default output folder, inside a checkpoint or the run folder
+TRACKER_DIR = "runs"  # the Trainer's default logging_dir (tensorboard)
+# Files a save writes into checkpoint-N/ and final/: the Trainer's (weights, optimiser,
+# scheduler, rng, state, args), the tokenizer's, peft's README.md, our recipe.json.
+SAVED_FILES = ("*.safetensors", "*.json", "*.pt", "*.pth", "training_args.bin", "optimizer.bin",
+               "*.model", "*.jinja", "*.tiktoken", "vocab.txt", "merges.txt", "README.md")
+FSDP_DIRS = ("pytorch_model_fsdp_*", "optimizer_*")  # FSDP's sharded state: theirs, whole
+EVAL_FILES = ("*.json", "*.tsv", "*.csv", "*.png", "report.md")  # eval's and report's outputs
+# torch.save writes a zip archive: a truncated one has no central directory.
+TORCH_FILES = ("*.pt", "*.pth", "*.bin")
 
 
 def is_run_folder(path: Path) -> bool:
@@ -54,7 +69,8 @@ def is_run_folder(path: Path) -> bool:
 
 
 def check_overwritable(run_dir: Path, option: str = "--overwrite") -> None:
-    """Refuse to let ``option`` delete ``run_dir`` unless it is missing, empty or a run."""
+    """Refuse to let ``option`` delete ``run_dir`` unless it is missing, empty, or a run of this
+    tool (a recipe that reads as ours) holding nothing but what a run writes."""
     keep = "nothing was deleted: move it or choose another --name"
     if run_dir.is_symlink():  # rmtree refuses links, and the target may be anyone's
         raise RvlError(f"{option}: {run_dir} is a symbolic link, not a run of rvl-llm; {keep}")
@@ -62,10 +78,77 @@ def check_overwritable(run_dir: Path, option: str = "--overwrite") -> None:
         return
     if not run_dir.is_dir():
         raise RvlError(f"{option}: {run_dir} is a file, not a run of rvl-llm; {keep}")
-    if next(run_dir.iterdir(), None) is None or is_run_folder(run_dir):
+    if next(run_dir.iterdir(), None) is None:
         return
-    raise RvlError(f"{option}: {run_dir} is not a run of rvl-llm (no {RECIPE_NAME}, {FINAL_DIR}/ "
-                   f"or {CHECKPOINT_PREFIX}N/); {keep}")
+    if run_recipe(run_dir) is None:
+        # A folder that only looks like a run ({} as recipe.json, a checkpoint-N/ of anyone's)
+        # may hold anything: only a recipe this tool reads proves the folder is ours.
+        raise RvlError(f"{option}: {run_dir} is not a run of rvl-llm (no {RECIPE_NAME} that "
+                       f"reads as rvl-llm's, in it or in {FINAL_DIR}/); {keep}")
+    foreign = foreign_files(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                         else "")
+        raise RvlError(f"{option}: {run_dir} holds files a run of rvl-llm does not write "
+                       f"({shown}); {keep}, or move those files out")
+
+
+def run_recipe(run_dir: Path) -> Recipe | None:
+    """The run's recipe (the run folder's, else final/'s), or None if neither reads as ours."""
+    for folder in (run_dir, run_dir / FINAL_DIR):
+        if (folder / RECIPE_NAME).is_file():
+            try:
+                return Recipe.read(folder)
+            except RvlError:
+                continue
+    return None
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """Paths under ``run_dir`` (relative, sorted) that a run of this tool does not write."""
+    found: list[str] = []
+    for entry in sorted(run_dir.iterdir()):
+        name = entry.name
+        if name.startswith(TEMP_PREFIX) or (entry.is_file() and name in (RECIPE_NAME,
+                                                                         RUN_CONFIG_NAME)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if name == FINAL_DIR or _CHECKPOINT.match(name) or _INCOMPLETE.match(name):
+                found += [f"{name}/{p}" for p in _foreign_in_save(entry)]
+                continue
+            if name == EVAL_DIR:
+                found += [f"{name}/{p}" for p in _foreign_in(entry, EVAL_FILES)]
+                continue
+            if name == TRACKER_DIR:
+                continue  # the trackers' own logs
+        found.append(name + ("/" if entry.is_dir() else ""))
+    return found
+
+
+def _foreign_in_save(folder: Path) -> list[str]:
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            if entry.name == EVAL_DIR:
+                found += [f"{EVAL_DIR}/{p}" for p in _foreign_in(entry, EVAL_FILES)]
+            elif not any(fnmatch(entry.name, p) for p in FSDP_DIRS):
+                found.append(entry.name + "/")
+        elif not (entry.is_file() and (entry.name.startswith(TEMP_PREFIX) or any(
+                fnmatch(entry.name, p) for p in SAVED_FILES))):
+            found.append(entry.name)
+    return found
+
+
+def _foreign_in(folder: Path, patterns: tuple[str, ...]) -> list[str]:
+    """Files under ``folder`` matching none of ``patterns`` (eval's nested output folders)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and not p.name.startswith(TEMP_PREFIX)
+                  and not any(fnmatch(p.name, pattern) for pattern in patterns))
+
+
+def has_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a run that --resume can continue (its recipe reads)."""
+    return run_dir.is_dir() and not run_dir.is_symlink() and run_recipe(run_dir) is not None
 
 
 def check_log_dir(log_dir: Path) -> None:
@@ -138,17 +221,49 @@ def _has_weights(folder: Path) -> bool:
     return all(_non_empty(folder / str(shard)) for shard in set(shards.values()))
 
 
-def is_complete_checkpoint(folder: Path) -> bool:
-    """True when the save of ``folder`` finished.
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a checkpoint to resume from, or None when its save finished and
+    its files read.
 
     The Trainer writes weights, optimiser, scheduler, rng and trainer_state.json, then our
     on_save callback writes recipe.json last: a parseable recipe means the rest was written.
-    The other checks catch a folder whose recipe came from elsewhere.
+    The other checks catch a folder whose recipe came from elsewhere, or whose files were
+    damaged after the save (a truncated copy): weights are checked as eval checks them, the
+    Trainer's torch files by their zip directory (at the end of the file).
     """
-    return (folder.is_dir()
-            and _json_object(folder / RECIPE_NAME) is not None
-            and _json_object(folder / TRAINER_STATE) is not None
-            and _has_weights(folder))
+    if not folder.is_dir():
+        return "not a folder"
+    if _json_object(folder / RECIPE_NAME) is None:
+        return f"no readable {RECIPE_NAME} (a save was cut short)"
+    if _json_object(folder / TRAINER_STATE) is None:
+        return f"no readable {TRAINER_STATE} (a save was cut short)"
+    if not _has_weights(folder):
+        return "no weights (a save was cut short)"
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not _reads(path):
+            return f"{path.name} is damaged (cut short or corrupted)"
+    return None
+
+
+def _reads(path: Path) -> bool:
+    """A safetensors file's header covers the whole file (eval's check_weights); a torch file's
+    zip directory is there. Other files are not checked."""
+    if fnmatch(path.name, "*.safetensors"):
+        from safetensors import SafetensorError, safe_open  # a Rust binding, light to import
+
+        try:
+            with safe_open(str(path), framework="numpy"):
+                return True
+        except (SafetensorError, OSError):
+            return False
+    if any(fnmatch(path.name, pattern) for pattern in TORCH_FILES):
+        return zipfile.is_zipfile(path)
+    return True
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    """True when the save of ``folder`` finished and its files read (``checkpoint_problem``)."""
+    return checkpoint_problem(folder) is None
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -194,3 +309,17 @@ def set_aside(folders: list[Path]) -> list[Path]:
         os.rename(folder, target)
         moved.append(target)
     return moved
+
+
+def save_failure(folder: Path, run_dir: Path, err: BaseException) -> RvlError:
+    """The one line for a save into ``folder`` that failed (a full disk, say). The half-written
+    folder goes (it could only mislead, and it takes space); every complete checkpoint stays,
+    and the newest is named."""
+    if folder.is_dir() and not is_complete_checkpoint(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    last, _ = resume_point(run_dir)
+    kept = (f"kept the last complete checkpoint {last}; free some space, then continue with "
+            "`rvl-llm train --resume`" if last is not None
+            else "no complete checkpoint was saved before it; free some space and train again")
+    what = "final model" if folder.name == FINAL_DIR else "checkpoint"
+    return RvlError(f"{folder}: cannot write the {what} ({write_reason(err)}); {kept}")

@@ -16,13 +16,16 @@ Changes to ``transformers.Trainer``, each small (the private-method overrides, a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from safetensors import SafetensorError
 from transformers import Trainer
 
 from rvl_llm.compat import TrainerOverrides
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
+from rvl_llm.train.run_folder import save_failure
 
 if TYPE_CHECKING:
     import datasets
@@ -97,6 +100,16 @@ class RvlTrainer(TrainerOverrides, Trainer):
         # (it only does for models that "accept loss kwargs") and must not divide again.
         self.model_accepts_loss_kwargs = True
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """A save that fails (a full disk: OSError from the tokenizer, SafetensorError from the
+        weights, RuntimeError from torch.save) ends the run in one line naming the folder; the
+        half-written folder goes and the last complete checkpoint stays."""
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError, SafetensorError) as err:
+            run_dir = Path(self.args.output_dir)
+            raise save_failure(run_dir / f"checkpoint-{self.state.global_step}", run_dir,
+                               err) from err
 
     def compute_loss(
         self,
