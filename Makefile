@@ -16,10 +16,12 @@ BATCH    ?= 8
 CHECKPOINT ?= log/$(NAME)/final
 OUT      ?= results
 UNLABELLED ?= sample/unlabelled
+SCANS     ?= sample/scans
+SCANS_OCR ?= $(OUT)/scans-ocr
 TRAIN_FLAGS ?=
 export TOKENIZERS_PARALLELISM ?= true
 
-.PHONY: setup sample prepare train eval predict report demo test lint bench clean
+.PHONY: setup sample ocr prepare train eval predict report demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +37,10 @@ $(VENV)/.installed: pyproject.toml
 
 sample: setup
 	$(BIN)/python -m rvl_llm.sample --out sample
+
+# Page images and PDFs -> one OCR JSON per document, what prepare and predict read.
+ocr: sample
+	$(RVL) ocr $(SCANS) -o $(SCANS_OCR)
 
 prepare: sample
 	$(RVL) prepare --data $(DATA) --model $(MODEL) --max-len $(MAXLEN) --generative
@@ -59,6 +65,9 @@ demo: sample
 	$(MAKE) --no-print-directory train TRAIN_FLAGS="--overwrite $(TRAIN_FLAGS)"
 	$(MAKE) --no-print-directory eval
 	$(MAKE) --no-print-directory predict
+	$(MAKE) --no-print-directory ocr
+	@# Predict reads scans too: each is OCR'd on the fly as `ocr` would.
+	$(MAKE) --no-print-directory predict UNLABELLED=$(SCANS)
 
 test: sample
 	$(BIN)/python -m pytest -q

@@ -12,10 +12,13 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rvl_llm.errors import RvlError
 
 TEMP_PREFIX = ".tmp-"  # temporary names start with this; cleaners and listings skip them
 # A staging name: TEMP_PREFIX + the target's name + the maker's pid and host + a random part.
@@ -171,6 +174,37 @@ def make_staging_dir(target: Path) -> tuple[Path, list[Path]]:
         _remove_empty(created)
         raise
     return staging, created
+
+
+@contextmanager
+def staging_dir(target: Path, failed: Callable[[OSError], str], *, make: bool = True,
+                agree: Callable[[str | None], str | None] | None = None) -> Iterator[Path | None]:
+    """A temporary folder beside ``target`` to build it in (``make_staging_dir``: making it
+    proves the place writable before anything heavy runs), moved into place by the caller with
+    ``replace_dir``. On failure it goes, with every parent folder made for it that is still
+    empty: a failed build leaves nothing behind. An OSError making it is an RvlError with the
+    message ``failed(err)``.
+
+    Several processes writing one output (eval under a launch): the one given ``make`` makes it
+    and the others get None; ``agree`` (a collective) hands its verdict to every process, so all
+    of them fail together or none does.
+    """
+    problem, staging, created = None, None, []
+    if make:
+        try:
+            staging, created = make_staging_dir(target)
+        except OSError as err:
+            problem = failed(err)
+    if agree is not None:
+        problem = agree(problem)
+    if problem is not None:
+        raise RvlError(problem)
+    try:
+        yield staging
+    except BaseException:
+        if staging is not None:
+            discard_staging_dir(staging, created)
+        raise
 
 
 def discard_staging_dir(staging: Path, created: list[Path]) -> None:

@@ -13,6 +13,7 @@ from rvl_llm.export.cli import export_command
 from rvl_llm.ocr.cli import ocr_command
 from rvl_llm.pipeline.cli import cache_group, prepare_command
 from rvl_llm.predict.cli import predict_command
+from rvl_llm.presets import load_presets
 from rvl_llm.train.cli import train_command
 
 
@@ -30,8 +31,6 @@ def main() -> None:
 @main.command("presets")
 def presets_command() -> None:
     """List the model presets."""
-    from rvl_llm.presets import load_presets
-
     for name, preset in load_presets().items():
         click.echo(
             f"{name:<14} {preset.model:<30} trainable={preset.trainable:<6} "

@@ -9,8 +9,8 @@ kind the option takes, as strict as on the command line (no ``64.7`` read as 64,
 false). Keys that grant something (replacing or continuing a run, running a model's own code) are
 refused: only the command line decides them. One ``--config`` per command.
 
-A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml`` (:func:`write_run_config`):
-``rvl-llm train --config log/NAME/config.yaml --overwrite`` trains the same run again.
+A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml``
+(``rvl_llm.train.run_config``), which ``rvl-llm train --config`` reads back like any other file.
 """
 
 from __future__ import annotations
@@ -18,23 +18,16 @@ from __future__ import annotations
 import datetime
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import Field, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from rvl_llm.atomic import write_text_atomic
 from rvl_llm.errors import RvlError
-from rvl_llm.options import CLI_KEY, split_commas
-from rvl_llm.recipe import secret_names, without_secrets
-
-if TYPE_CHECKING:
-    from rvl_llm.train.config import TrainConfig
+from rvl_llm.options import split_commas
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
-RUN_CONFIG_NAME = "config.yaml"  # in LOG_DIR/NAME, beside recipe.json
 CONFIG_PARAM = "config_file"
 # What the command line alone decides, on every command that has them: replacing or continuing
 # a run (or an export) and running a model's own code are never taken from a file, which may
@@ -231,101 +224,3 @@ def _takes_optional_value(param: click.Parameter) -> bool:
     """An option that may be given bare (``--mixed-precision`` means auto)."""
     return (isinstance(param, click.Option) and not param.is_flag
             and isinstance(param.flag_value, str))
-
-
-# --- the config.yaml of a train run --------------------------------------------------------
-
-
-def write_run_config(cfg: TrainConfig, run_dir: Path) -> Path:
-    """Write ``run_dir/config.yaml``: every option of ``rvl-llm train`` with the value this run
-    used (``cfg`` with the preset's defaults filled in), paths absolute, the label set as given.
-    The keys come from the config fields' ``cli`` declarations, so a new field is written with
-    no edit here; only the options the train command offers are written, less those decided on
-    the command line only, and no secret ``--trainer-arg``."""
-    from rvl_llm.train.cli import train_command
-
-    offered = {p.name for p in train_command.params
-               if p.name != CONFIG_PARAM and p.name not in COMMAND_LINE_ONLY}
-    sections = run_config_sections(cfg, offered)
-    written = {f.name for section in sections.values() for f, _value in section}
-    assert written == offered, f"train options without a field: {sorted(offered - written)}"
-    path = run_dir / RUN_CONFIG_NAME
-    write_text_atomic(path, _run_config_text(cfg, path, sections))
-    return path
-
-
-def run_config_sections(cfg: Any,
-                        offered: set[str | None]) -> dict[str, list[tuple[Field, Any]]]:
-    """``cfg``'s fields that are ``offered`` options with their values, in field order and
-    grouped by the config class that holds them (a nested config's fields under its class)."""
-    sections: dict[str, list[tuple[Field, Any]]] = {}
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if is_dataclass(value) and not isinstance(value, type):
-            sections[type(value).__name__] = [
-                (g, getattr(value, g.name)) for g in fields(value) if g.name in offered]
-        elif f.name in offered:
-            sections.setdefault(type(cfg).__name__, []).append((f, value))
-    return sections
-
-
-def _long_name(f: Field) -> str:
-    """A field's key: its first long option without the dashes (``--data`` -> ``data``)."""
-    declarations = f.metadata[CLI_KEY][0]
-    return next(d.split("/")[0][2:] for d in declarations if d.startswith("--"))
-
-
-def _file_value(name: str, value: Any) -> Any:
-    if name == "trainer_args":  # a token or password never reaches a file
-        return list(without_secrets(value))
-    if name == "model":
-        return _model_value(value)
-    if isinstance(value, Path):
-        # Existing paths are made absolute; anything else (hf:NAME) is kept as given.
-        return str(value.resolve()) if value.exists() else str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def _model_value(model: str) -> str:
-    """A preset or hub id as given; a local folder relative to here made absolute."""
-    from rvl_llm.presets import load_presets
-
-    folder = Path(model).expanduser()
-    if model in load_presets() or folder.is_absolute() or not folder.is_dir():
-        return model
-    return str(folder.resolve())
-
-
-def _run_config_text(cfg: TrainConfig, path: Path,
-                     sections: dict[str, list[tuple[Field, Any]]]) -> str:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def represent_str(dumper: yaml.SafeDumper, text: str) -> Any:
-        # A value with newlines (the response template) on one line, escaped.
-        style = None if text.isprintable() else '"'
-        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-    Dumper.add_representer(str, represent_str)
-    lines = [
-        f"# rvl-llm train: the settings run {cfg.name} used (preset defaults filled in, paths",
-        "# absolute). Train it again with",
-        f"#   rvl-llm train --config {path.resolve()} --overwrite",
-        "# Options on the command line override these keys. resume, overwrite and",
-        "# trust-remote-code are not written: give them on the command line.",
-    ]
-    if cfg.data.trust_remote_code:
-        lines.append("# This run was given --trust-remote-code.")
-    secrets = secret_names(cfg.settings.trainer_args)
-    if secrets:
-        lines.append(f"# Not written (secrets): --trainer-arg {', '.join(secrets)}.")
-    for title, section in sections.items():
-        values = {_long_name(f): _file_value(f.name, value) for f, value in section}
-        lines += ["", f"# {title}",
-                  yaml.dump(values, Dumper=Dumper, sort_keys=False, allow_unicode=True,
-                            default_flow_style=False, width=1000).rstrip("\n")]
-    return "\n".join(lines) + "\n"

@@ -3,13 +3,17 @@
 A field that a command exposes carries ``metadata=cli("--flag", help=...)``; the option's name,
 default, type and whether it is required all come from the field and its type hint. A command
 stacks ``@click_options(SomeConfig)`` and builds the config from the flags it receives.
+
+An option that several commands offer is declared once, below (``trust_remote_code_field()``
+...): each config's field is made by the one function, so the flag, its default and its help
+cannot drift apart between commands.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -17,6 +21,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_KEY = "cli"
+DEFAULT_MAX_LEN = 512  # tokens per document row, prepare's and training's
+DEFAULT_BATCH_SIZE = 8  # documents per forward pass (training: per device and step)
 
 
 def cli(*declarations: str, help: str = "", **click_kwargs: Any) -> dict[str, Any]:
@@ -99,3 +105,43 @@ def split_commas(_ctx: click.Context, _param: click.Parameter, value: Any) -> An
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+# --- options several commands share, each declared once --------------------------------------
+
+
+def trust_remote_code_field() -> Any:
+    """``--trust-remote-code``: never read from a config file or a recipe (``config_file``)."""
+    return field(default=False, metadata=cli(
+        "--trust-remote-code",
+        help="Allow the model's own code (off unless asked; never taken from a file or a recipe)."))
+
+
+def progress_field() -> Any:
+    return field(default=None, metadata=cli(
+        "--progress/--no-progress", help="Progress bar on stderr [on a terminal]."))
+
+
+def batch_size_field() -> Any:
+    return field(default=DEFAULT_BATCH_SIZE, metadata=cli(
+        "-b", "--batch-size", help="Documents per forward pass (training: per device and step)."))
+
+
+def max_len_field(default: int | None, unset: str = "") -> Any:
+    """``--max-len``; ``unset`` says what None means where the default is None."""
+    shown = f" [{unset}]" if default is None else ""
+    return field(default=default, metadata=cli(
+        "--max-len",
+        help=f"Tokens per document row, special tokens and completion included{shown}."))
+
+
+def class_chunk_field() -> Any:
+    return field(default=None, metadata=cli(
+        "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
+
+
+def skip_bad_field() -> Any:
+    return field(default=False, metadata=cli(
+        "--skip-bad-rows", "--skip-bad-files",
+        help="Skip files or table rows that would be errors and list them (the manifest, eval's "
+             "outputs); eval skips them anyway where training did."))

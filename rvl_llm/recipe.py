@@ -1,11 +1,12 @@
 """The run recipe: the contract between a training run and everything that uses its checkpoint.
 
 ``recipe.json`` sits in a run folder, in ``final/`` and in every ``checkpoint-N/``. It nests the
-prepare settings verbatim (:class:`PrepareConfig`, paths absolute and the label set inline) and the
-training settings (:class:`TrainSettings`, preset defaults filled in), plus what the run resolved
-(model location, pad token, LoRA targets, quantisation, precision, cache key). Eval, predict and
-resume read it with :meth:`Recipe.read`, which checks every field, and derive their prepare
-settings with ``dataclasses.replace(recipe.data, ...)``; no stage rebuilds them field by field.
+prepare settings verbatim (:class:`PrepareConfig`, paths absolute and the label set inline), the
+resolved prompt every row was rendered from (:class:`PromptSpec`: eval, predict, ``Classifier``
+and the export card render from it, never from the flags again) and the training settings
+(:class:`TrainSettings`, preset defaults filled in), plus what the run resolved (model location,
+pad token, LoRA targets, quantisation, precision, cache key). :meth:`Recipe.read` checks every
+field; a recipe of another version is refused in one line (the project is 0.x: no migrations).
 
 A folder written by ``rvl-llm export`` carries a recipe too, with ``exported`` saying what it was
 made from; merged and full exports are recorded as full runs in the exported dtype, so they load
@@ -23,22 +24,21 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import click
 
 from rvl_llm.atomic import write_json_atomic
 from rvl_llm.dataclass_json import SchemaError, from_json, to_json
 from rvl_llm.errors import RvlError
-from rvl_llm.options import cli
+from rvl_llm.options import batch_size_field, cli
 from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.prompt import PromptSpec
+from rvl_llm.pipeline.truncation import AGGREGATES
 from rvl_llm.presets import TRAINABLE_MODES
 
 RECIPE_NAME = "recipe.json"
-# 2: typed, nested prepare and training settings; 3: data sources and subsets (prepare fields)
-RECIPE_VERSION = 3
-# Fields added within version 2, written only when set: a recipe without them reads as before.
-LATER_FIELDS = ("exported",)
+# 4: the resolved prompt (PromptSpec). Any other version is refused: train again.
+RECIPE_VERSION = 4
 EXPORT_DTYPES = ("bf16", "fp16", "fp32")
 SAVE_CHOICES = ("never", "end", "epoch")
 # "fp32" and "no" turn autocast off; None is how version-2 recipes wrote fp32.
@@ -92,8 +92,7 @@ class TrainSettings:
         help=f"What is trained [the preset's, else {DEFAULT_TRAINABLE}]."))
     lr: float | None = field(default=None, metadata=cli(
         "-l", "--lr", help=f"Learning rate [the preset's, else {DEFAULT_LR:g}]."))
-    batch_size: int = field(default=8, metadata=cli(
-        "-b", "--batch-size", help="Documents per device and step."))
+    batch_size: int = batch_size_field()
     num_epochs: int = field(default=10, metadata=cli("-n", "--num-epochs"))
     weight_decay: float = field(default=0.1, metadata=cli("--weight-decay"))
     lora_rank: int = field(default=4, metadata=cli("-r", "--lora-rank"))
@@ -166,6 +165,14 @@ class TrainSettings:
         # default=(): click's repeatable option wants a tuple (options.py writes "" for tuples)
         "--trainer-arg", multiple=True, default=(), show_default=False, metavar="KEY=VALUE",
         help="Any other TrainingArguments field (repeatable), e.g. dataloader_num_workers=4."))
+    # rvl_llm.train.class_weights: resolved from the train split when training starts.
+    class_weights: str | None = field(default=None, metadata=cli(
+        "--class-weights", metavar="balanced|FILE", help="Weigh each row's loss by its class: "
+        "balanced (rows / (classes * rows of the class), from the train split) or a file of "
+        "'class name: weight' lines [unweighted]."))
+    chunk_aggregate: str = field(default="mean", metadata=cli(
+        "--chunk-aggregate", type=click.Choice(AGGREGATES), help="--truncation chunks: a "
+        "document's class log-probabilities from its windows' (validation, eval, predict)."))
 
     def __post_init__(self) -> None:
         """Checks that hold on any machine and transformers version; the names transformers
@@ -203,6 +210,7 @@ class TrainSettings:
             ("--trainable", self.trainable, (None, *TRAINABLE_MODES)),
             ("--mixed-precision", self.mixed_precision, (None, *MIXED_PRECISION)),
             ("--save", self.save, SAVE_CHOICES),
+            ("--chunk-aggregate", self.chunk_aggregate, AGGREGATES),
         )
         for option, value, allowed in choices:
             if value not in allowed:
@@ -282,17 +290,19 @@ class Recipe:
     model: str  # what --model said: a preset, a folder or a hub id
     model_location: str  # the base model: an absolute folder or a hub id
     data: PrepareConfig  # verbatim: absolute paths, labels inline, model = model_location
+    prompt: PromptSpec  # what every row was rendered from: every stage renders from it
     settings: TrainSettings  # preset defaults filled in
     pad_token: str
     lora_targets: str | tuple[str, ...]  # "all-linear" or module names
     quantization: Quantization | None  # qlora only
-    mixed_precision: str | None  # what ran: None (fp32), bf16 or fp16
+    mixed_precision: str | None  # what ran: fp32, bf16 or fp16 (--mixed-precision resolved)
     cache_key: str  # the prepared shards training read
     versions: dict[str, str | None]
     command: str
     validation_accuracy: float | None = None  # of the weights in this folder
     best_validation_accuracy: float | None = None  # of the run so far
     exported: ExportInfo | None = None  # set in a folder written by `rvl-llm export`
+    class_weights: tuple[float, ...] | None = None  # the loss's, per class (--class-weights)
 
     def __post_init__(self) -> None:
         if not self.run_name or Path(self.run_name).name != self.run_name or self.run_name in (
@@ -304,15 +314,15 @@ class Recipe:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.data.label_names()
+        return self.prompt.labels
 
     @property
     def generative(self) -> bool:
-        return self.data.generative
+        return self.prompt.generative
 
     @property
     def mode(self) -> str:
-        return self.data.mode
+        return self.prompt.mode
 
     @property
     def trainable(self) -> str:
@@ -325,11 +335,7 @@ class Recipe:
         public = replace(self, settings=replace(
             self.settings, trainer_args=without_secrets(self.settings.trainer_args)),
             command=masked_command(self.command))
-        data = to_json(public)
-        for name in LATER_FIELDS:
-            if data[name] is None:
-                del data[name]
-        return {"recipe_version": RECIPE_VERSION, **data}
+        return {"recipe_version": RECIPE_VERSION, **to_json(public)}
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -349,14 +355,11 @@ class Recipe:
         except (OSError, ValueError) as err:
             raise RvlError(f"{path}: unreadable recipe ({err})") from err
         version = data.get("recipe_version") if isinstance(data, dict) else None
-        if version not in range(OLDEST_READABLE, RECIPE_VERSION + 1):
+        if version != RECIPE_VERSION:
             raise RvlError(f"{path}: recipe version {version} is not this rvl-llm's "
                            f"{RECIPE_VERSION}; evaluate it with the rvl-llm that trained it, "
                            "or train again")
-        fields_only = _upgraded({k: v for k, v in data.items() if k != "recipe_version"},
-                                version)
-        for name in LATER_FIELDS:
-            fields_only.setdefault(name, None)
+        fields_only = {k: v for k, v in data.items() if k != "recipe_version"}
         try:
             recipe = from_json(cls, fields_only)
         except SchemaError as err:
@@ -368,38 +371,3 @@ class Recipe:
         # A file must not grant permissions: remote code runs only on the command's own flag.
         return replace(recipe, data=replace(recipe.data, trust_remote_code=False))
 
-
-OLDEST_READABLE = 2
-# Settings added by each version, by the part of the recipe that holds them: an older recipe is
-# read with their defaults (which reproduce what that version did).
-ADDED_IN: dict[int, dict[str, tuple[type, tuple[str, ...]]]] = {
-    3: {"data": (PrepareConfig, ("data_format", "data_files", "text_column", "label_column",
-                                 "id_column", "train_size", "train_per_class", "subset_seed",
-                                 "split_file", "prompt", "instruction",
-                                 "label_descriptions")),
-        "settings": (TrainSettings, ("eval_steps", "save_steps", "save_total_limit", "max_steps",
-                                     "early_stopping_patience", "warmup_ratio", "lr_scheduler",
-                                     "max_grad_norm", "logging_steps", "optim",
-                                     "attn_implementation", "tf32", "trainer_args"))},
-}
-# Added settings whose default is not what the older version did: the value it did.
-OLDER_VALUES: dict[int, dict[str, dict[str, Any]]] = {
-    3: {"settings": {"save_total_limit": 0}},  # version 2 kept every checkpoint
-}
-
-
-def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
-    """A recipe of an older version with the settings added since at their defaults."""
-    from dataclasses import fields
-
-    from rvl_llm.options import field_default
-
-    for later in range(version + 1, RECIPE_VERSION + 1):
-        for part, (config, names) in ADDED_IN.get(later, {}).items():
-            if not isinstance(data.get(part), dict):
-                continue  # reported as a bad recipe by from_json
-            defaults = {f.name: to_json(field_default(f)) for f in fields(config)
-                        if f.name in names}
-            older = OLDER_VALUES.get(later, {}).get(part, {})
-            data[part] = {**defaults, **older, **data[part]}
-    return data

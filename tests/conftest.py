@@ -206,3 +206,13 @@ def corpus(write_corpus: Callable[..., Path], tmp_path: Path) -> Path:
             files[f"{split}_{i:04d}_{label}_aws.json"] = " ".join(words)
     (tmp_path / "labels.txt").write_text("\n".join(CORPUS_LABELS) + "\n")
     return write_corpus(files)
+
+
+def prompt_for(cfg: Any) -> Any:
+    """The PromptSpec prepare resolves for a PrepareConfig ``cfg`` (a recipe written by hand)."""
+    from rvl_llm.pipeline.prompt import resolve_prompt
+    from rvl_llm.presets import resolve_model
+
+    source = resolve_model(cfg.model)
+    return resolve_prompt(cfg.resolved().prompt_settings, model=cfg.model, preset=source.preset,
+                          tokenizer_dir=source.tokenizer_dir(), labels=cfg.label_names())

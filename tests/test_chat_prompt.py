@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import prompt_for
 
 from rvl_llm.cli import main
 from rvl_llm.errors import RvlError
@@ -21,6 +22,7 @@ from rvl_llm.pipeline import cache, chat
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, Manifest
 from rvl_llm.pipeline.prepare import run_prepare
+from rvl_llm.pipeline.prompt import PromptSpec
 from rvl_llm.pipeline.rows import load_row_builder
 from rvl_llm.pipeline.template import build_row
 from rvl_llm.pipeline.tokenize import TokenizerFiles, encode_documents, load_tokenizer_files
@@ -65,8 +67,12 @@ def cfg(data: Path, model: Path | str, cache_dir: Path, **overrides: Any) -> Pre
     return PrepareConfig(**(values | overrides))
 
 
+def spec(smollm2: Path, tmp_path: Path, **overrides: Any) -> PromptSpec:
+    return prompt_for(cfg(tmp_path, smollm2, tmp_path / "cache", **overrides))
+
+
 def builder(smollm2: Path, tmp_path: Path, **overrides: Any) -> Any:
-    return load_row_builder(cfg(tmp_path, smollm2, tmp_path / "cache", **overrides), smollm2)
+    return load_row_builder(spec(smollm2, tmp_path, **overrides), smollm2)
 
 
 def conversation(instruction: str, document: str, name: str | None = None) -> list[dict]:
@@ -94,9 +100,9 @@ def test_segments_equal_apply_chat_template(smollm2: Path, reference: Any, tmp_p
                  "instruction": "Which of {labels} is it?"}
     rows = builder(smollm2, tmp_path, **extra)
     template = rows.template
-    instruction = chat.chat_prompt(
-        cfg(tmp_path, smollm2, tmp_path, **extra), chat.template_from_files(smollm2),
-        RVL_CDIP_CLASSES).instruction
+    resolved = spec(smollm2, tmp_path, **extra).chat
+    assert resolved is not None
+    instruction = resolved.instruction
     if descriptions:
         assert instruction.startswith("Which of letter, form, email")
         assert "\n- letter: a letter to a person\n- invoice: a bill" in instruction
@@ -169,9 +175,8 @@ def test_a_checkpoint_tokenizer_gives_the_prompt_prepare_gives(smollm2: Path, re
                                                                 tmp_path: Path) -> None:
     from rvl_llm.pipeline.rows import row_builder
 
-    settings = cfg(tmp_path, smollm2, tmp_path / "cache", max_len=200)
-    assert row_builder(settings, reference).template == load_row_builder(
-        settings, smollm2).template
+    prompt = spec(smollm2, tmp_path, max_len=200)
+    assert row_builder(prompt, reference).template == load_row_builder(prompt, smollm2).template
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,11 +216,12 @@ def test_instruction_descriptions_and_template_change_the_key_and_the_prompt(
     assert "Sort it.\n\nDocument:\n" in prefixes["instruction"]
     assert "- invoice: a bill with amounts due\n\nDocument:" in prefixes["descriptions"]
     assert "named Clerk" in prefixes["template"] and "named Clerk" not in prefixes["default"]
-    settings = manifests["descriptions"].settings
+    settings = manifests["descriptions"].settings["prompt"]
     assert settings["chat"]["instruction"].endswith("- invoice: a bill with amounts due"
                                                     + chat.DOCUMENT_HEADING)
-    assert settings["chat"]["chat_template"] == (smollm2 / "chat_template.jinja").read_text()
-    assert settings["response_template"] is None
+    assert settings["chat"]["template"]["text"] == (
+        smollm2 / "chat_template.jinja").read_text()
+    assert settings["settings"]["prompt"] == "chat"
     for m in manifests.values():  # the key hashes what the manifest shows
         assert cache.cache_key(m.settings) == m.key
     # The same settings again: a hit, with the rows the first build wrote.
@@ -223,13 +229,15 @@ def test_instruction_descriptions_and_template_change_the_key_and_the_prompt(
     assert again.built == () and again.manifest == manifests["instruction"]
 
 
-def test_plain_prompts_keep_their_keys(smollm2: Path, corpus: Path, tmp_path: Path) -> None:
-    """A plain prompt adds nothing to the settings: the key of an entry prepared before chat
-    prompts existed (tests/test_prepare_cache.py pins one by hand)."""
+def test_a_plain_prompt_keys_as_its_resolved_style(smollm2: Path, corpus: Path,
+                                                    tmp_path: Path) -> None:
+    """The key hashes the resolved prompt: --prompt plain and a folder's default (plain) are one
+    entry; the key is the hash of the parts the manifest shows."""
     plain = cfg(corpus, smollm2, tmp_path / "cache", prompt=None, max_len=128,
                 splits=("validation",))
     first = run_prepare(plain).manifest
-    assert "chat" not in first.settings and first.settings["response_template"] is not None
+    assert first.settings["prompt"]["chat"] is None
+    assert first.settings["prompt"]["settings"]["prompt"] == "plain"
     keyed = {k: first.settings[k] for k in cache.KEY_FIELDS}
     import hashlib
 
@@ -331,6 +339,7 @@ def test_a_smollm2_run_records_the_chat_prompt_and_predict_agrees_with_eval(
 ) -> None:
     import csv
 
+    from rvl_llm.dataclass_json import to_json
     from rvl_llm.predict.classifier import Classifier
     from rvl_llm.recipe import Recipe
     from rvl_llm.train.config import TrainConfig
@@ -353,9 +362,9 @@ def test_a_smollm2_run_records_the_chat_prompt_and_predict_agrees_with_eval(
     run_train(train)
     final = train.run_dir / "final"
     recipe = Recipe.read(final)
-    assert recipe.data.prompt == "chat" and recipe.data.model == str(smollm2.resolve())
+    assert recipe.prompt.style == "chat" and recipe.data.model == str(smollm2.resolve())
     manifest = Manifest.load(recipe.data.cache_dir / recipe.cache_key)
-    assert "chat" in manifest.settings
+    assert manifest.settings["prompt"] == to_json(recipe.prompt)  # the recipe's, keyed
 
     clf = Classifier.from_checkpoint(final, device="cpu")
     assert clf.rows.template == manifest.template  # predict's prompt is prepare's

@@ -21,12 +21,14 @@ from click.testing import CliRunner, Result
 from test_train_cli import assert_refused
 
 from rvl_llm.cli import main
-from rvl_llm.config_file import COMMAND_LINE_ONLY, RUN_CONFIG_NAME, config_keys
+from rvl_llm.config_file import COMMAND_LINE_ONLY, config_keys
 from rvl_llm.evaluate.config import EvalConfig
-from rvl_llm.pipeline.config import DEFAULT_RESPONSE_TEMPLATE, PrepareConfig
+from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.prompt import DEFAULT_RESPONSE_TEMPLATE
 from rvl_llm.predict.config import PredictConfig
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TrainConfig
+from rvl_llm.train.run_config import RUN_CONFIG_NAME, write_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -329,7 +331,6 @@ def test_example_resolves_into_a_train_config(example: Path, workdir: Path,
 def test_run_config_reads_back_as_the_resolved_config(tmp_path: Path, workdir: Path,
                                                       captured: dict[str, Any]) -> None:
     """Without training: every train option is written, and the file gives the config back."""
-    from rvl_llm.config_file import write_run_config
     from rvl_llm.train.config import with_preset_defaults
 
     (tmp_path / "labels.txt").write_text("a\nb\n")

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import prompt_for  # noqa: E402
+
 from rvl_llm.evaluate.cli import eval_command, report_command  # noqa: E402
 from rvl_llm.pipeline.config import PrepareConfig  # noqa: E402
 from rvl_llm.recipe import Recipe, TrainSettings  # noqa: E402
@@ -65,6 +67,7 @@ def recipe(tmp_path: Path, model_dir: Path, mode: str, trainable: str = "full") 
         splits=("train", "validation"))
     return Recipe(
         run_name="tiny-run", model=str(model_dir), model_location=str(model_dir), data=data,
+        prompt=prompt_for(data),
         settings=TrainSettings(trainable=trainable), pad_token="<pad>",
         lora_targets="all-linear", quantization=None, mixed_precision=None, cache_key="none",
         versions={}, command="rvl-llm train ...")
@@ -131,7 +134,8 @@ def test_eval_writes_outputs_and_report(tmp_path: Path, mode: str) -> None:
     folder = output_folder(result)
     assert folder.parent == out / "48-max-len" and folder.name.startswith("tiny-run-")
     assert sorted(p.name for p in folder.iterdir()) == [
-        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv"]
+        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv",
+        "reliability_diagram.png"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["n"] == 6 and metrics["split"] == "test" and metrics["max_len"] == 48
     assert metrics["decode"] == ("score" if mode == "generative" else "classifier")

@@ -115,7 +115,8 @@ def test_distinct_evals_share_no_folder_and_a_rerun_replaces_its_own(tmp_path: P
     assert again["n"] == 6 and again["accuracy"] == metrics["plain"]["accuracy"]
     assert sorted(p.name for p in (out / MAX_LEN_DIR).iterdir()) == listing
     assert sorted(p.name for p in folder.iterdir()) == [
-        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv"]
+        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv",
+        "reliability_diagram.png"]
 
 
 # 3. NaN weights: no metric is made from NaN scores.

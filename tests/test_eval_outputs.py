@@ -138,7 +138,7 @@ def test_report_gathers_every_eval(tmp_path: Path) -> None:
                   LABELS)
     table = run_report(tmp_path)
     lines = table.strip().splitlines()
-    assert lines[0] == "| run | max_len | accuracy | macro_f1 | n | kind |"
+    assert lines[0] == "| run | max_len | accuracy | macro_f1 | n | kind | ece |"
     assert [line.split("|")[1:3] for line in lines[2:]] == [
         [" a-run ", " 256 "], [" a-run ", " 1024 "], [" b-run ", " 512 "]]
     assert (tmp_path / "report.md").read_text() == table

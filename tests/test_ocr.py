@@ -314,3 +314,20 @@ def test_help_imports_no_engine() -> None:
             "'PIL', 'rapidocr_onnxruntime', 'torch') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_image_only_pdf_page_is_rendered_at_its_scan_resolution(tmp_path: Path) -> None:
+    """A page that is one scanned image is rendered at the image's own pixels per inch (here
+    150), not --dpi 200: upsampling blurs the strokes Tesseract reads."""
+    pdfium = pytest.importorskip("pypdfium2")
+    from rvl_llm.ocr.pages import _scan_scale
+
+    scan = page("INVOICE 4711\nTotal due 1,250.00")
+    scan.save(tmp_path / "scan.pdf", "PDF", resolution=150)
+    pdf = pdfium.PdfDocument(tmp_path / "scan.pdf")
+    try:
+        assert _scan_scale(pdf[0], pdfium) == pytest.approx(150 / 72)
+    finally:
+        pdf.close()
+    assert ocr_file(tmp_path / "scan.pdf") == "INVOICE 4711\nTotal due 1,250.00"
+    assert ocr_file(tmp_path / "scan.pdf", OcrSettings(dpi=300)) == ocr_file(tmp_path / "scan.pdf")

@@ -101,7 +101,7 @@ def test_skipped_files_are_stored_as_records_and_read_back(
     )
     assert m.splits["train"].skipped_files == expected
     on_disk = json.loads((m.root / "manifest.json").read_text())
-    assert on_disk["format_version"] == FORMAT_VERSION == 2
+    assert on_disk["format_version"] == FORMAT_VERSION == 3
     assert on_disk["splits"]["train"]["skipped_files"] == [
         {"name": s.name, "reason": s.reason} for s in expected]
     assert [line for line in result.output.splitlines() if "skipped " in line][:2] == [
@@ -132,7 +132,7 @@ def test_an_entry_of_the_old_layout_is_rebuilt(
     for split in old["splits"].values():
         split["skipped_files"] = [f"{s['name']}: {s['reason']}" for s in split["skipped_files"]]
     path.write_text(json.dumps(old))
-    with pytest.raises(RvlError, match="shard format 1 is not this version's 2"):
+    with pytest.raises(RvlError, match=f"shard format 1 is not this version's {FORMAT_VERSION}"):
         Manifest.load(first.root)
     again = run_prepare(cfg)
     assert again.built == ("train", "validation", "test")
@@ -145,14 +145,15 @@ def test_an_entry_of_the_old_layout_is_rebuilt(
 # ------------------------------------------------------------------------------------------------
 
 SETTINGS: dict[str, Any] = {
-    "format_version": 2, "mode": "generative", "max_len": 64, "response_template": "\n###",
-    "labels": ["a", "b"], "tokenizer": {"tokenizer.json": "00"},
-    "data": {"dir": "/data", "fingerprint": "ff"}, "source": {"model": "m", "location": "/m"},
+    "format_version": 3, "mode": "generative", "max_len": 64, "labels": ["a", "b"],
+    "prompt": {"settings": {"max_len": 64}, "tokenizer": {"tokenizer.json": "00"}},
+    "data": {"dir": "/data", "fingerprint": "ff"}, "selection": None,
+    "source": {"model": "m", "location": "/m"},
 }
 OTHER_VALUES: dict[str, Any] = {
-    "format_version": 3, "mode": "classifier", "max_len": 65, "response_template": "\n##",
-    "labels": ["a", "c"], "tokenizer": {"tokenizer.json": "01"},
-    "data": {"dir": "/data", "fingerprint": "fe"},
+    "format_version": 4,
+    "prompt": {"settings": {"max_len": 64}, "tokenizer": {"tokenizer.json": "01"}},
+    "data": {"dir": "/data", "fingerprint": "fe"}, "selection": {"train_size": 8},
 }
 
 

@@ -24,6 +24,8 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import prompt_for  # noqa: E402
+
 from rvl_llm.cli import main  # noqa: E402
 from rvl_llm.errors import RvlError  # noqa: E402
 from rvl_llm.labels import RVL_CDIP_CLASSES  # noqa: E402
@@ -70,11 +72,12 @@ def build_checkpoint(root: Path, base: Path, data: Path, mode: str) -> Path:
         model.save_pretrained(final)
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(base / name, final / name)
+    prepare = PrepareConfig(data_dir=data, model=str(base), max_len=MAX_LEN,
+                            generative=mode == "generative", labels=RVL_CDIP_CLASSES,
+                            cache_dir=root / "cache", splits=("train", "validation"))
     recipe = Recipe(
         run_name=f"sample-{mode}", model=str(base), model_location=str(base),
-        data=PrepareConfig(data_dir=data, model=str(base), max_len=MAX_LEN,
-                           generative=mode == "generative", labels=RVL_CDIP_CLASSES,
-                           cache_dir=root / "cache", splits=("train", "validation")),
+        data=prepare, prompt=prompt_for(prepare),
         settings=TrainSettings(trainable="full"), pad_token=PAD, lora_targets="all-linear",
         quantization=None, mixed_precision=None, cache_key="none", versions={},
         command="rvl-llm train ...")
@@ -173,8 +176,9 @@ def test_every_input_kind_in_input_order(generative: Path, sample_data: Path,
     assert code == 0
     got = records(stdout)
     doc_ids = [json.loads(f.read_text())["id"] for f in files[:2]]
-    assert [r["id"] for r in got] == [*doc_ids, str(tmp_path / "note.txt"), "first",
-                                      f"{tmp_path / 'batch.jsonl'}:2", "piped"]
+    # Prepare's id rule: "id", else the path given alone, else the row number (from 0).
+    assert [r["id"] for r in got] == [*doc_ids, str(tmp_path / "note.txt"), "first", "1",
+                                      "piped"]
     for record in got:
         assert set(record) == {"id", "label", "probability", "top_k", "truncated"}
         assert record["label"] == record["top_k"][0]["label"] and len(record["top_k"]) == 3
@@ -457,3 +461,43 @@ def test_the_api_checks_its_arguments_at_the_edge(generative: Path, tmp_path: Pa
         clf.predict_files(tmp_path / "empty.jsonl")
     code, _, stderr = predict("-c", str(generative), str(tmp_path / "empty.jsonl"))
     assert code == 1 and caught.value.message in stderr
+
+
+def test_predict_on_scans_equals_predict_on_their_ocr_json(tmp_path: Path,
+                                                            models: Path) -> None:
+    """Issue 16: images (a PNG, a two-page TIFF) and a PDF, OCR'd on the fly with the engine
+    settings of the training data's OCR manifest (a page separator unlike the default), give
+    the records predict gives on the OCR JSON `rvl-llm ocr` wrote: same ids, same labels, same
+    probabilities; the API alike."""
+    pytest.importorskip("tesserocr")
+    from ocr_fixtures import page, save_tiff, text_layer_pdf
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    page("MEMORANDUM\nTo: all staff\nRe: budget").save(scans / "memo.png")
+    save_tiff(scans / "two-pages.tif", ["INVOICE 4711", "Total due $1,250.00"])
+    text_layer_pdf(scans / "report.pdf", "Scientific report on tar")
+    ocr_out = tmp_path / "ocr"
+    result = CliRunner().invoke(main, ["ocr", str(scans), "-o", str(ocr_out), "-j", "1",
+                                       "--page-separator", " || ", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    texts = [json.loads(p.read_text())["ocr"] for p in sorted(ocr_out.glob("*.json"))]
+    assert any(" || " in text for text in texts)  # the TIFF's pages, joined as the manifest says
+    # A run trained on that OCR output: its recipe names the folder with the OCR manifest.
+    checkpoint = build_checkpoint(tmp_path / "run", models / "tiny-llama3", ocr_out, "generative")
+    code, on_json, _ = predict("-c", str(checkpoint), str(ocr_out))
+    assert code == 0
+    code, on_scans, stderr = predict("-c", str(checkpoint), str(scans))
+    assert code == 0, stderr
+    assert records(on_scans) == records(on_json)
+    assert sorted(r["id"] for r in records(on_scans)) == ["memo.png", "report.pdf",
+                                                          "two-pages.tif"]
+    from rvl_llm import Classifier
+
+    # The options the command passes: the module's one load of this checkpoint.
+    clf = Classifier.from_checkpoint(checkpoint, None, max_len=None, batch_size=8,
+                                     class_chunk=None, trust_remote_code=False)
+    by_file = clf.predict_files(sorted(scans.iterdir()))
+    by_text = clf.predict(texts)  # sorted OCR JSON names follow the scans' names
+    assert [p.label for p in by_file] == [p.label for p in by_text]
+    assert [p.probability for p in by_file] == pytest.approx([p.probability for p in by_text])

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from rvl_llm.errors import RvlError
-from rvl_llm.pipeline.corpus import decode_text
+from rvl_llm.pipeline.corpus import decode_text, fields_phrase
 from rvl_llm.predict.inputs import (
     TEXT_FIELD_HELP,
     BadInput,
     InputDocument,
-    fields_phrase,
     iter_inputs,
 )
 
@@ -99,54 +98,56 @@ def test_a_txt_file_is_the_whole_text() -> None:
     assert docs("note.txt") == [("note.txt", 'Line one\n{"ocr": "not JSON here"}\n', "note.txt")]
 
 
-def test_jsonl_lines_are_documents_named_by_id_or_path_and_line() -> None:
+def test_jsonl_lines_are_documents_named_by_id_or_row_number_as_prepare_names_them() -> None:
     write("batch.jsonl", jsonl({"id": "a", "ocr": "first"}, "", "   ", {"text": "third"},
-                               {"id": 4, "text": "fourth"}))
+                               {"id": 4, "text": "fourth"}, {"path": "x.tif", "text": "5"}))
     assert docs("batch.jsonl") == [
         ("a", "first", "batch.jsonl:1"),
-        ("batch.jsonl:4", "third", "batch.jsonl:4"),  # empty lines skipped, still counted
+        ("1", "third", "batch.jsonl:4"),  # empty lines skipped: not rows, still counted as lines
         ("4", "fourth", "batch.jsonl:5"),
+        ("3", "5", "batch.jsonl:6"),  # a row's id is its "id" alone, as a table's id column
     ]
 
 
 def test_jsonl_with_a_byte_order_mark_and_windows_line_ends() -> None:
     write("win.jsonl", b'\xef\xbb\xbf{"ocr": "one"}\r\n\r\n{"ocr": "two"}\r\n')
-    assert docs("win.jsonl") == [("win.jsonl:1", "one", "win.jsonl:1"),
-                                 ("win.jsonl:3", "two", "win.jsonl:3")]
+    assert docs("win.jsonl") == [("0", "one", "win.jsonl:1"), ("1", "two", "win.jsonl:3")]
 
 
 def test_standard_input_is_json_lines() -> None:
     stdin = stdin_of(b'{"ocr": "one"}\n\n{"id": "x", "text": "two"}\n')
-    assert docs("-", stdin=stdin) == [("-:1", "one", "-:1"), ("x", "two", "-:3")]
+    assert docs("-", stdin=stdin) == [("0", "one", "-:1"), ("x", "two", "-:3")]
 
 
 def test_standard_input_without_a_byte_buffer_is_read_as_text() -> None:
-    assert docs("-", stdin=io.StringIO('{"ocr": "one"}\n')) == [("-:1", "one", "-:1")]
+    assert docs("-", stdin=io.StringIO('{"ocr": "one"}\n')) == [("0", "one", "-:1")]
 
 
 def test_standard_input_defaults_to_sys_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", stdin_of(b'{"ocr": "piped"}\n'))
-    assert docs("-") == [("-:1", "piped", "-:1")]
+    assert docs("-") == [("0", "piped", "-:1")]
 
 
-def test_a_folder_gives_its_json_jsonl_and_txt_files_sorted_not_recursively() -> None:
+def test_a_folder_gives_its_files_sorted_not_recursively_named_as_prepare_names_them() -> None:
     write("docs/c.txt", "plain")
     write("docs/a.json", {"ocr": "object"})
     write("docs/b.jsonl", jsonl({"ocr": "line 1"}, {"ocr": "line 2"}))
     write("docs/D.TXT", "upper-case extension")
     write("docs/notes.md", "ignored")
-    write("docs/preds.csv", "id,label\n")
+    write("docs/rows.csv", "id,text\nr1,row one\n")  # a table, read by prepare's table layer
     write("docs/sub/deep.json", {"ocr": "not entered"})
     os.mkdir("docs/folder.json")  # a folder named like a file is not a file
     assert docs("docs") == [
-        ("docs/D.TXT", "upper-case extension", "docs/D.TXT"),
-        ("docs/a.json", "object", "docs/a.json"),
-        ("docs/b.jsonl:1", "line 1", "docs/b.jsonl:1"),
-        ("docs/b.jsonl:2", "line 2", "docs/b.jsonl:2"),
-        ("docs/c.txt", "plain", "docs/c.txt"),
+        ("D.TXT", "upper-case extension", "docs/D.TXT"),
+        ("a.json", "object", "docs/a.json"),
+        ("0", "line 1", "docs/b.jsonl:1"),
+        ("1", "line 2", "docs/b.jsonl:2"),
+        ("c.txt", "plain", "docs/c.txt"),
+        ("r1", "row one", "docs/rows.csv:2"),
     ]
-    assert [d[0] for d in docs("docs/")] == ["docs/D.TXT", "docs/a.json", "docs/b.jsonl:1",
-                                             "docs/b.jsonl:2", "docs/c.txt"]
+    assert [d[0] for d in docs("docs/")] == ["D.TXT", "a.json", "0", "1", "c.txt", "r1"]
+    write("docs/preds.csv", "id,label\n")
+    assert bad("docs") == ['docs/preds.csv: no "ocr" or "text" column (columns: id, label)']
 
 
 def test_mixed_inputs_keep_the_order_given() -> None:
@@ -192,9 +193,11 @@ BAD_FILES: dict[str, tuple[str, bytes, str]] = {
                                                                "string"),
     "text is a number": ("x.json", b'{"text": 3}', 'the "text" field is a number, not a string'),
     "empty JSON file": ("x.json", b"", "malformed JSON (Expecting value, line 1 column 1)"),
-    "unknown extension": ("x.csv", b"id,text\n", "unknown extension '.csv' (an INPUT file is "
-                                                 ".json, .jsonl or .txt)"),
-    "no extension": ("README", b"text", "no extension (an INPUT file is .json, .jsonl or .txt)"),
+    "unknown extension": ("x.md", b"id,text\n", "unknown extension '.md' (an INPUT file is "
+                                                ".json, .txt, .jsonl, .csv, .parquet, image or "
+                                                ".pdf)"),
+    "no extension": ("README", b"text", "no extension (an INPUT file is .json, .txt, .jsonl, "
+                                        ".csv, .parquet, image or .pdf)"),
 }
 
 
@@ -220,21 +223,21 @@ def test_a_bad_jsonl_line_costs_that_line_only() -> None:
                                {"ocr": "five"}))
     items = read("batch.jsonl")
     assert items == [
-        InputDocument("batch.jsonl:1", "one", "batch.jsonl:1"),
+        InputDocument("0", "one", "batch.jsonl:1"),
         BadInput("batch.jsonl:2", "malformed JSON (Expecting property name enclosed in double "
                                   "quotes, column 15)"),
         BadInput("batch.jsonl:3", "an array, not a JSON object"),
         BadInput("batch.jsonl:4", 'no "ocr" or "text" field'),
-        InputDocument("batch.jsonl:5", "five", "batch.jsonl:5"),
+        InputDocument("4", "five", "batch.jsonl:5"),  # rows count bad lines, as prepare's
     ]
 
 
 def test_a_bad_line_on_standard_input_is_named_by_its_line() -> None:
     stdin = stdin_of(b'{"ocr": "one"}\nnot json\n{"ocr": "three"}\n')
     assert read("-", stdin=stdin) == [
-        InputDocument("-:1", "one", "-:1"),
+        InputDocument("0", "one", "-:1"),
         BadInput("-:2", "malformed JSON (Expecting value, column 1)"),
-        InputDocument("-:3", "three", "-:3"),
+        InputDocument("2", "three", "-:3"),
     ]
 
 
@@ -282,7 +285,8 @@ def test_an_unlistable_folder() -> None:
 def test_a_folder_without_input_files_is_bad_not_silently_empty() -> None:
     write("docs/notes.md", "nothing to classify")
     write("ok.txt", "ok")
-    assert bad("docs", "ok.txt") == ["docs: the folder holds no .json, .jsonl or .txt files"]
+    assert bad("docs", "ok.txt") == ["docs: the folder holds no .json, .txt, .jsonl, .csv, "
+                                     ".parquet, image or .pdf files"]
 
 
 def test_usage_errors_are_one_line_at_the_call_before_anything_is_read() -> None:
@@ -310,7 +314,7 @@ def test_a_folder_is_read_one_file_at_a_time() -> None:
     write("docs/a.txt", "first")
     write("docs/b.txt", "second")
     items = iter_inputs(["docs"])
-    assert next(items) == InputDocument("docs/a.txt", "first", "docs/a.txt")
+    assert next(items) == InputDocument("a.txt", "first", "docs/a.txt")
     os.remove("docs/b.txt")  # listed already, not yet read
     assert next(items) == BadInput("docs/b.txt", "cannot read (No such file or directory)")
 
@@ -318,7 +322,7 @@ def test_a_folder_is_read_one_file_at_a_time() -> None:
 def test_standard_input_is_read_line_by_line() -> None:
     raw = io.BytesIO(b"".join(b'{"ocr": "line %d"}\n' % i for i in range(1000)))
     items = iter_inputs(["-"], stdin=io.TextIOWrapper(raw, encoding="utf-8"))
-    assert next(items) == InputDocument("-:1", "line 0", "-:1")
+    assert next(items) == InputDocument("0", "line 0", "-:1")
     assert raw.tell() == len(b'{"ocr": "line 0"}\n')
 
 

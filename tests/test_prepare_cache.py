@@ -18,14 +18,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rvl_llm.dataclass_json import to_json
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline import cache, manifest, tokenize
 from rvl_llm.pipeline import prepare as prepare_module
 from rvl_llm.pipeline import shards as shards_module
-from rvl_llm.pipeline.config import DEFAULT_RESPONSE_TEMPLATE, PrepareConfig
+from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, SPLITS, Manifest, shard_schema
 from rvl_llm.pipeline.prepare import run_prepare
+from rvl_llm.pipeline.prompt import DEFAULT_RESPONSE_TEMPLATE, PromptSettings
 from rvl_llm.pipeline.shards import ShardWriter
 from rvl_llm.presets import TOKENIZER_FILES
 
@@ -124,10 +126,10 @@ def test_manifest_and_shards_hold_exactly_the_rows(
     assert s["format_version"] == manifest.FORMAT_VERSION
     assert s["mode"] == ("generative" if generative else "classifier")
     assert s["max_len"] == MAX_LEN
-    assert s["response_template"] == (DEFAULT_RESPONSE_TEMPLATE if generative else None)
-    assert s["labels"] == list(RVL_CDIP_CLASSES)
-    assert s["tokenizer"] == {n: cache.file_sha256(tok.folder / n) for n in TOKENIZER_FILES
-                              if (tok.folder / n).is_file()}
+    assert s["prompt"]["settings"]["response_template"] == DEFAULT_RESPONSE_TEMPLATE
+    assert s["labels"] == s["prompt"]["labels"] == list(RVL_CDIP_CLASSES)
+    assert s["prompt"]["tokenizer"] == {
+        n: cache.file_sha256(tok.folder / n) for n in TOKENIZER_FILES if (tok.folder / n).is_file()}
     assert s["data"]["dir"] == str(data.resolve())
     assert s["data"]["files"] == {"train": 5, "validation": 1, "test": 1}
     assert s["source"]["model"] == str(tok.folder)
@@ -323,7 +325,8 @@ def test_classifier_entries_ignore_the_response_template(env: Env) -> None:
     first = run_prepare(env.cfg(generative=False))
     second = run_prepare(env.cfg(generative=False, response_template="\n### Label:"))
     assert (second.root, second.built) == (first.root, ())
-    assert first.manifest.settings["response_template"] is None
+    assert first.manifest.settings["prompt"]["settings"]["response_template"] == (
+        DEFAULT_RESPONSE_TEMPLATE)
 
 
 def test_format_version_bump_writes_the_new_version(
@@ -572,6 +575,110 @@ def test_a_damaged_shard_is_detected_and_rebuilt_identically(
     assert cache.file_sha256(shard) == first.manifest.splits["validation"].shards[0].sha256
 
 
+def settle(root: Path) -> None:
+    """Date the manifest a second after its shards, as a build of real shards does (hashing one
+    takes longer than a clock tick); a tiny test entry is otherwise written within one tick."""
+    path = root / "manifest.json"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_a_hit_reads_no_shard_but_checks_sizes_and_inputs(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = run_prepare(env.cfg())
+    settle(first.root)
+    hashed: list[Path] = []
+    real_sha256 = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda p: hashed.append(Path(p)) or real_sha256(p))
+    hit = run_prepare(env.cfg())
+    assert (hit.built, hit.root) == ((), first.root)
+    assert [p for p in hashed if p.suffix == ".arrow"] == []  # sizes and mtimes only
+
+    # A modified input (same size, new content) is a new key, as before.
+    path = first_train_file(env)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"e", b"E", 1))
+    assert path.stat().st_size == len(raw)
+    changed = run_prepare(env.cfg())
+    assert changed.root != first.root and changed.built == SPLITS
+
+    # A truncated shard is caught by its size, without reading it.
+    settle(changed.root)
+    shard = changed.manifest.shard_paths("train")[0]
+    cut(shard)
+    size = shard.stat().st_size
+    messages: list[str] = []
+    again = run_prepare(env.cfg(), log=messages.append)
+    assert [m for m in messages if m.startswith("cache:")] == [
+        f"cache: {shard} is truncated or overwritten ({size} of "
+        f"{changed.manifest.splits['train'].shards[0].bytes} bytes); rebuilding split train"]
+    assert again.built == ("train",)
+
+
+def test_a_rewritten_shard_is_hashed_on_a_hit(env: Env) -> None:
+    """Same size, new bytes: its mtime changed since the build hashed it, so the hit reads it."""
+    first = run_prepare(env.cfg())
+    settle(first.root)
+    shard = first.manifest.shard_paths("test")[0]
+    recorded = first.manifest.splits["test"].shards[0].mtime_ns
+    assert shard.stat().st_mtime_ns == recorded
+    flip_middle(shard)
+    os.utime(shard, ns=(recorded, recorded + 1))  # even a nanosecond away
+    messages: list[str] = []
+    again = run_prepare(env.cfg(), log=messages.append)
+    assert f"cache: {shard} is corrupted (checksum mismatch); rebuilding split test" in messages
+    assert again.built == ("test",)
+
+
+def test_a_shard_as_new_as_its_manifest_is_hashed_on_a_hit(env: Env) -> None:
+    """Written within the manifest's clock tick, a shard's mtime proves nothing (git's "racily
+    clean" entries): the hit reads it."""
+    first = run_prepare(env.cfg())
+    shard = first.manifest.shard_paths("test")[0]
+    recorded = first.manifest.splits["test"].shards[0].mtime_ns
+    flip_middle(shard)
+    os.utime(shard, ns=(recorded, recorded))  # the mtime the build recorded
+    manifest_path = first.root / "manifest.json"
+    os.utime(manifest_path, ns=(recorded, recorded))
+    again = run_prepare(env.cfg())
+    assert again.built == ("test",)
+
+
+def test_cache_verify_hashes_what_a_hit_trusts(env: Env) -> None:
+    """A same-size corruption that kept the shard's mtime (bit rot; a copy with its times put
+    back) passes a hit's size and mtime check; ``cache verify`` reads every byte, names it and
+    dates it now (bytes untouched), so the next prepare rebuilds it as verify says."""
+    from click.testing import CliRunner
+
+    from rvl_llm.cli import main
+
+    first = run_prepare(env.cfg())
+    settle(first.root)
+    shard = first.manifest.shard_paths("validation")[0]
+    stat = shard.stat()
+    flip_middle(shard)
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    damaged = shard.read_bytes()
+    assert run_prepare(env.cfg()).built == ()  # the documented limit of a hit
+
+    verify = CliRunner().invoke(main, ["cache", "verify", "--cache-dir", str(env.cache)])
+    assert verify.exit_code == 1
+    assert verify.output.splitlines() == [
+        f"{first.manifest.key} {'train':<10} OK",
+        f"{first.manifest.key} {'validation':<10} {shard} is corrupted (checksum mismatch)",
+        f"{first.manifest.key} {'test':<10} OK",
+        f"Error: 1 damaged split(s) in {env.cache}; prepare rebuilds them",
+    ]
+    assert shard.read_bytes() == damaged  # verify reads; it only dates the shard now
+    messages: list[str] = []
+    again = run_prepare(env.cfg(), log=messages.append)  # so prepare reads it, and rebuilds
+    assert f"cache: {shard} is corrupted (checksum mismatch); rebuilding split validation" in (
+        messages)
+    assert again.built == ("validation",)
+    assert cache.file_sha256(shard) == first.manifest.splits["validation"].shards[0].sha256
+
+
 def test_builds_are_byte_for_byte_reproducible(env: Env) -> None:
     first = run_prepare(env.cfg())
     copy = replace(env, cache=env.tmp / "other-cache")
@@ -585,9 +692,9 @@ def test_builds_are_byte_for_byte_reproducible(env: Env) -> None:
 
 
 
-def test_a_folder_keeps_the_key_it_always_had(env: Env) -> None:
-    """The settings and key of a folder without the table options, written out by hand: other
-    data sources must not change the key of an entry prepared before they existed."""
+def test_the_key_hashes_the_prompt_the_source_and_the_selection(env: Env) -> None:
+    """The settings and key of a folder, written out by hand: the resolved prompt whole (its
+    settings as PromptSettings writes them), the documents' identity and the subset (none)."""
     import hashlib
 
     for i, path in enumerate(sorted(env.data.iterdir())):
@@ -599,13 +706,17 @@ def test_a_folder_keeps_the_key_it_always_had(env: Env) -> None:
             stat = path.stat()
             digest.update(f"{split}\t{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     expected = {
-        "format_version": 2,
+        "format_version": manifest.FORMAT_VERSION,
         "mode": "generative",
         "max_len": MAX_LEN,
-        "response_template": DEFAULT_RESPONSE_TEMPLATE,
         "labels": list(RVL_CDIP_CLASSES),
-        "tokenizer": {n: cache.file_sha256(env.tokenizer / n) for n in TOKENIZER_FILES
-                      if (env.tokenizer / n).is_file()},
+        "prompt": {
+            "settings": to_json(PromptSettings(max_len=MAX_LEN, generative=True, prompt="plain")),
+            "tokenizer": {n: cache.file_sha256(env.tokenizer / n) for n in TOKENIZER_FILES
+                          if (env.tokenizer / n).is_file()},
+            "labels": list(RVL_CDIP_CLASSES),
+            "chat": None,
+        },
         "data": {
             "dir": str(env.data.resolve()),
             "prefixes": {"train": "train_", "validation": "validation_", "test": "test_"},
@@ -613,10 +724,10 @@ def test_a_folder_keeps_the_key_it_always_had(env: Env) -> None:
             "files": {"train": 4, "validation": 4, "test": 4},
             "fingerprint": digest.hexdigest(),
         },
+        "selection": None,
         "source": {"model": str(env.tokenizer), "location": str(env.tokenizer.resolve())},
     }
     assert json.dumps(m.settings) == json.dumps(expected)  # same keys, same order
-    keyed = {k: expected[k] for k in ("format_version", "mode", "max_len", "response_template",
-                                      "labels", "tokenizer", "data")}
+    keyed = {k: expected[k] for k in ("format_version", "prompt", "data", "selection")}
     assert m.key == hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
     assert "selection" not in json.loads((m.root / "manifest.json").read_text())["splits"]["train"]

@@ -19,9 +19,10 @@ from rvl_llm.export.config import ExportConfig
 from rvl_llm.options import CLI_KEY, field_default
 from rvl_llm.pipeline.cli import prepare_command
 from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.prompt import PromptSpec
 from rvl_llm.predict.cli import predict_command
 from rvl_llm.predict.config import PredictConfig
-from rvl_llm.recipe import Quantization, Recipe, TrainSettings
+from rvl_llm.recipe import RECIPE_VERSION, Quantization, Recipe, TrainSettings
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TrainConfig
 
@@ -32,7 +33,9 @@ def recipe(tmp_path: Path, **changes: Any) -> Recipe:
                          splits=("train", "validation"), skip_bad_files=True)
     values: dict[str, Any] = {
         "run_name": "run", "model": "tiny", "model_location": str(tmp_path / "model"),
-        "data": data, "settings": TrainSettings(trainable="qlora", lr=2e-4),
+        "data": data, "prompt": PromptSpec(data.prompt_settings, {"tokenizer.json": "0" * 64},
+                                           ("a", "b c")),
+        "settings": TrainSettings(trainable="qlora", lr=2e-4),
         "pad_token": "<pad>", "lora_targets": ("q_proj", "v_proj"),
         "quantization": Quantization(compute_dtype="fp16"), "mixed_precision": "bf16",
         "cache_key": "abc", "versions": {"torch": "2.13", "trl": None}, "command": "rvl-llm",
@@ -133,37 +136,46 @@ def test_train_flags_fill_the_nested_configs(tmp_path: Path) -> None:
         TrainConfig.from_flags(data_dir=tmp_path, model="m", name="n", max_length=64)
 
 
-def test_a_version_2_recipe_reads_with_the_settings_added_since(tmp_path: Path) -> None:
-    """Checkpoints trained before data sources, subsets and the Trainer's knobs existed still
-    load: the settings added since take their defaults, which reproduce what version 2 did, or
-    the value version 2 had where the default differs (it kept every checkpoint)."""
-    import json
+def test_a_recipe_of_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    """0.x: no migrations. A recipe of an older (or newer) version is refused, naming the file,
+    its version and what to do, on one line."""
+    for version in (3, 2, 99, None):
+        folder = edited(tmp_path, lambda d, v=version: d.update(recipe_version=v))
+        with pytest.raises(RvlError) as err:
+            Recipe.read(folder)
+        assert err.value.message == (
+            f"{folder / 'recipe.json'}: recipe version {version} is not this rvl-llm's "
+            f"{RECIPE_VERSION}; evaluate it with the rvl-llm that trained it, or train again")
+        assert "\n" not in err.value.message
 
-    from rvl_llm.recipe import ADDED_IN
 
-    recipe = Recipe(
-        run_name="old", model="m", model_location="/m",
-        data=PrepareConfig(data_dir=tmp_path, model="/m", labels=("a", "b")),
-        settings=TrainSettings(trainable="full", mixed_precision=None), pad_token="<p>",
-        lora_targets="all-linear", quantization=None, mixed_precision=None, cache_key="k",
-        versions={}, command="c")
-    recipe.write(tmp_path)
-    data = json.loads((tmp_path / "recipe.json").read_text())
-    data["recipe_version"] = 2
-    for part in ("data", "settings"):
-        for name in ADDED_IN[3][part][1]:
-            del data[part][name]
-    (tmp_path / "recipe.json").write_text(json.dumps(data))
-    old = Recipe.read(tmp_path)
-    assert old == replace(recipe, settings=replace(recipe.settings, save_total_limit=0))
-    # fp32 was the default then, written as null: the new default (auto) does not replace it
-    assert old.settings.mixed_precision is None
-    assert (old.settings.lr_scheduler, old.settings.warmup_ratio, old.settings.max_grad_norm,
-            old.settings.logging_steps) == ("cosine", 0.1, 0.3, 10)
-    data["recipe_version"] = 1
-    (tmp_path / "recipe.json").write_text(json.dumps(data))
-    with pytest.raises(RvlError, match="recipe version 1"):
-        Recipe.read(tmp_path)
+def test_a_new_prompt_setting_is_one_field(tmp_path: Path) -> None:
+    """Nothing lists the prompt settings by hand: every field of PromptSettings is, by
+    construction, an option of prepare, train and zero-shot eval, part of the resolved prompt the
+    cache key hashes and the recipe stores (and reads back), and compared on --resume. A field
+    added to PromptSettings passes this test with no other edit."""
+    from rvl_llm.dataclass_json import to_json
+    from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS
+    from rvl_llm.pipeline import cache
+    from rvl_llm.pipeline.prompt import PromptSettings
+    from rvl_llm.train.run import _flag, _resume_identity
+
+    names = [f.name for f in fields(PromptSettings)]
+    prepare = {p.name for p in prepare_command.params}
+    train = {p.name for p in train_command.params}
+    evaluate = set(ZERO_SHOT_FIELDS) | {f.name for f in fields(EvalConfig)}
+    for f in fields(PromptSettings):
+        if CLI_KEY in f.metadata:
+            assert {f.name} <= prepare & train & evaluate, f.name
+    written = recipe(tmp_path)
+    assert "prompt" in cache.KEY_FIELDS  # the key hashes the spec whole...
+    assert list(to_json(written.prompt)["settings"]) == names  # ...and so every setting
+    written.write(tmp_path / "final")
+    stored = json.loads((tmp_path / "final" / "recipe.json").read_text())
+    assert list(stored["prompt"]["settings"]) == names
+    assert Recipe.read(tmp_path / "final").prompt == written.prompt
+    identity = _resume_identity(written)
+    assert all(_flag(f) in identity for f in fields(PromptSettings))
 
 
 def test_a_recipe_never_holds_a_secret(tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def test_split_file_json_selects_listed_documents(tmp_path: Path) -> None:
     # With and without .json; listing order and duplicates do not matter.
     split_file.write_text(json.dumps({"train": [keys[5], keys[1].removesuffix(".json"),
                                                 keys[5]]}))
-    cfg = config(split_file=split_file)
+    cfg = config(split_file=(str(split_file),))
     selection = select_split("train", keys, labels, cfg, NAMES)
     assert selection.indexes == (1, 5)
     assert selection.info is not None
@@ -190,7 +190,7 @@ def test_split_file_text_form(tmp_path: Path) -> None:
     split_file = tmp_path / "subset.txt"
     split_file.write_text(f"# published test subset\n\ntest\t{keys[4]}\ntest   {keys[0]}\n"
                           f"train train_00000_0_aws\n")
-    selection = select_split("test", keys, labels, config(split_file=split_file), NAMES)
+    selection = select_split("test", keys, labels, config(split_file=(str(split_file),)), NAMES)
     assert selection.indexes == (0, 4)
 
 
@@ -199,7 +199,8 @@ def test_split_file_matches_table_ids(tmp_path: Path) -> None:
     keys, labels = ["0", "1", "2", "doc-7", "doc-8"], [0, 1, 0, 1, 1]
     split_file = tmp_path / "subset.json"
     split_file.write_text(json.dumps({"validation": [2, "doc-7"]}))
-    selection = select_split("validation", keys, labels, config(split_file=split_file), NAMES)
+    cfg = config(split_file=(str(split_file),))
+    selection = select_split("validation", keys, labels, cfg, NAMES)
     assert selection.indexes == (2, 3)
 
 
@@ -210,7 +211,7 @@ def test_split_file_refuses_an_id_that_names_several_documents(tmp_path: Path) -
     split_file.write_text(json.dumps({"train": ["1", "0"]}))
     with pytest.raises(RvlError, match=r"^--split-file .*subset.json: id '1' names 2 train "
                        r"documents of --data; give each document of a split its own id"):
-        select_split("train", keys, labels, config(split_file=split_file), NAMES)
+        select_split("train", keys, labels, config(split_file=(str(split_file),)), NAMES)
 
 
 def test_split_file_then_sampling_samples_the_listed_train(tmp_path: Path) -> None:
@@ -218,7 +219,7 @@ def test_split_file_then_sampling_samples_the_listed_train(tmp_path: Path) -> No
     listed = keys[:10]
     split_file = tmp_path / "subset.json"
     split_file.write_text(json.dumps({"train": listed}))
-    cfg = config(split_file=split_file, train_per_class=2)
+    cfg = config(split_file=(str(split_file),), train_per_class=2)
     selection = select_split("train", keys, labels, cfg, NAMES)
     assert set(chosen(selection, keys)) <= set(listed)
     assert label_counts(selection, labels) == {0: 2, 1: 2}
@@ -230,12 +231,13 @@ def test_split_file_missing_ids_are_named(tmp_path: Path) -> None:
     split_file.write_text(json.dumps({"train": [keys[0]] + [f"gone_{i}" for i in range(7)]}))
     with pytest.raises(RvlError, match=r"subset.json: 7 train ids not found in --data: gone_0, "
                        r"gone_1, gone_2, gone_3, gone_4 and 2 more$"):
-        select_split("train", keys, labels, config(split_file=split_file), NAMES)
+        select_split("train", keys, labels, config(split_file=(str(split_file),)), NAMES)
 
 
 @pytest.mark.parametrize(("content", "message"), [
     ('{"train": ["a",\n "b",,]}', r"line 2: not valid JSON"),
-    ('["a", "b"]', r"expected a JSON object"),
+    ('["a", "b"]', r"cannot tell the split of id 'a' \(no prefix such as 'train_'\)"),
+    ('[true]', r"the list must be a list of ids"),
     ('{"dev": ["a"]}', r"unknown split 'dev' \(choose from train, validation, test\)"),
     ('{"train": "a"}', r"'train' must be a list of ids"),
     ('{"train": []}', r"split 'train' lists no documents"),
@@ -253,11 +255,11 @@ def test_split_file_errors_name_the_file(tmp_path: Path, content: str | bytes,
         split_file.write_text(content)
     keys, labels = corpus({0: 2})
     with pytest.raises(RvlError, match=rf"^--split-file {split_file}: {message}"):
-        select_split("train", keys, labels, config(split_file=split_file), NAMES)
+        select_split("train", keys, labels, config(split_file=(str(split_file),)), NAMES)
 
 
 def test_missing_split_file_is_an_error(tmp_path: Path) -> None:
-    cfg = config(split_file=tmp_path / "nowhere.json")
+    cfg = config(split_file=(str(tmp_path / "nowhere.json"),))
     with pytest.raises(RvlError, match=r"--split-file .*nowhere.json: no such file"):
         selection_settings(cfg)
     with pytest.raises(RvlError, match=r"nowhere.json: no such file"):
@@ -280,7 +282,7 @@ def test_settings_name_each_flag_and_the_file_content_not_its_path(tmp_path: Pat
     one.write_text('{"train": ["x"]}')
     copy.write_text('{"train": ["x"]}')
     other.write_text('{"train": ["y"]}')
-    by_file = {p: selection_settings(config(split_file=p)) for p in (one, copy, other)}
+    by_file = {p: selection_settings(config(split_file=(str(p),))) for p in (one, copy, other)}
     assert by_file[one] == by_file[copy] != by_file[other]
     assert str(one) not in json.dumps(by_file[one])
     assert set(by_file[one] or {}) == {"split_file_sha256"}  # no seed: nothing is sampled

@@ -190,7 +190,7 @@ def test_the_key(tmp_path: Path, mistral: Path, small_corpus: Path) -> None:
     folder = prepare(small_corpus, mistral, tmp_path / "cache")
     explicit = prepare(small_corpus, mistral, tmp_path / "cache", data_format="folder")
     assert explicit.key == folder.key and "kind" not in folder.settings["data"]
-    assert "selection" not in folder.settings
+    assert folder.settings["selection"] is None
     path = write_jsonl(tmp_path / "t.jsonl", [r | {"label": r["cls"]} for r in ROWS])
     first = prepare(path, mistral, tmp_path / "cache")
     assert prepare(path, mistral, tmp_path / "cache").key == first.key
@@ -216,11 +216,11 @@ def test_a_large_jsonl_prepares_in_flat_memory(tmp_path: Path, mistral: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """100k rows of 2 kB: peak RSS grows by under half the file's size. Tokenising is
     stubbed (a fixed few ids a document): this measures listing, reading and writing."""
-    from rvl_llm.pipeline import chunks
+    from rvl_llm.pipeline import truncation
 
     small = write_jsonl(tmp_path / "small.jsonl", [r | {"label": r["cls"]} for r in ROWS])
     prepare(small, mistral, tmp_path / "cache", max_len=16)  # imports, tokenizer: not counted
-    monkeypatch.setattr(chunks, "encode_documents",
+    monkeypatch.setattr(truncation, "encode_documents",
                         lambda encode, texts, budget: [[5, 6, 7] for _ in texts])
     text = " ".join(["word"] * 400)
     path = tmp_path / "big.jsonl"

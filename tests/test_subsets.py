@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import prompt_for
 
 from rvl_llm.errors import RvlError
 from rvl_llm.evaluate.config import EvalConfig
@@ -131,7 +132,7 @@ def test_split_file_reproduces_a_published_subset(corpus: Path, tmp_path: Path,
     # With and without .json, in any order.
     split_file.write_text(f"train\t{names[7]}\ntrain {names[2].removesuffix('.json')}\n"
                           f"test {tests[0]}\n")
-    manifest = run_prepare(cfg(split_file=split_file)).manifest
+    manifest = run_prepare(cfg(split_file=(str(split_file),))).manifest
     assert doc_ids(manifest, "train") == [names[2].removesuffix(".json"),
                                           names[7].removesuffix(".json")]
     assert doc_ids(manifest, "test") == [tests[0].removesuffix(".json")]
@@ -144,7 +145,7 @@ def test_split_file_ids_not_found_are_named(tmp_path: Path,
     split_file.write_text(json.dumps({"train": ["train_9999_0_aws", "nope"]}))
     with pytest.raises(RvlError, match=r"published.json: 2 train ids not found in --data: "
                        r"train_9999_0_aws, nope"):
-        run_prepare(cfg(split_file=split_file))
+        run_prepare(cfg(split_file=(str(split_file),)))
 
 
 def test_selection_keys_the_cache(tmp_path: Path, cfg: Callable[..., PrepareConfig]) -> None:
@@ -163,13 +164,13 @@ def test_selection_keys_the_cache(tmp_path: Path, cfg: Callable[..., PrepareConf
     split_file = tmp_path / "a" / "subset.json"
     split_file.parent.mkdir()
     split_file.write_text(json.dumps({"train": names[:3]}))
-    listed = run_prepare(cfg(split_file=split_file))
+    listed = run_prepare(cfg(split_file=(str(split_file),)))
     copy = tmp_path / "b" / "renamed.json"
     copy.parent.mkdir()
     shutil.copy(split_file, copy)
-    assert run_prepare(cfg(split_file=copy)).built == ()
+    assert run_prepare(cfg(split_file=(str(copy),))).built == ()
     copy.write_text(json.dumps({"train": names[:4]}))
-    assert run_prepare(cfg(split_file=copy)).root != listed.root
+    assert run_prepare(cfg(split_file=(str(copy),))).root != listed.root
 
 
 def test_only_selected_files_are_read(corpus: Path, cfg: Callable[..., PrepareConfig]) -> None:
@@ -192,7 +193,8 @@ def test_recipe_carries_the_flags_and_eval_takes_the_test_split_whole(
     assert (train.data.train_per_class, train.data.subset_seed) == (2, 9)
     recipe = Recipe(
         run_name="few-shot", model="tiny-mistral", model_location=train.data.model,
-        data=replace(train.data, labels=RVL_CDIP_CLASSES), settings=TrainSettings(
+        data=replace(train.data, labels=RVL_CDIP_CLASSES),
+        prompt=prompt_for(replace(train.data, labels=RVL_CDIP_CLASSES)), settings=TrainSettings(
             trainable="full"), pad_token="<pad>", lora_targets="all-linear", quantization=None,
         mixed_precision=None, cache_key="abc", versions={}, command="rvl-llm train")
     folder = recipe.write(tmp_path / "final").parent
@@ -216,9 +218,83 @@ def test_recipe_split_file_is_absolute(corpus: Path, tmp_path: Path,
 
     (tmp_path / "subset.json").write_text(json.dumps({"train": train_files(corpus)[:5]}))
     monkeypatch.chdir(tmp_path)
-    flags = vars(cfg(split_file=Path("subset.json"), splits=("train", "validation")))
+    flags = vars(cfg(split_file=("subset.json",), splits=("train", "validation")))
     train = TrainConfig.from_flags(**flags, name="run", trainable="full")
-    manifest = run_prepare(train.data).manifest
-    recipe = build_recipe(train, resolve_model(train.data.model), manifest, pad_token="<pad>",
+    prepared = run_prepare(train.data)
+    recipe = build_recipe(train, resolve_model(train.data.model), prepared, pad_token="<pad>",
                           lora_targets="all-linear", quantization=None, mixed_precision=None)
-    assert recipe.data.split_file == tmp_path / "subset.json"
+    assert recipe.data.split_file == (str(tmp_path / "subset.json"),)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 15: any id the project prints, the published bare-id form, SPLIT=FILE
+# ------------------------------------------------------------------------------------------------
+
+
+def test_split_file_takes_the_ids_of_a_predictions_tsv(write_corpus: Callable[..., Path],
+                                                       tmp_path: Path,
+                                                       cfg: Callable[..., PrepareConfig]) -> None:
+    """Eval prints a document's own id ("id" field, not the file name): a predictions.tsv, as
+    eval writes it, is a split file (``test=FILE``: its ids carry no split prefix)."""
+    import numpy as np
+
+    from rvl_llm.evaluate.outputs import predictions_tsv
+    from rvl_llm.inference.scoring import Predictions
+
+    files = {f"{split}_{i:04d}_{i % 3}_aws.json": {"id": f"memo {split} #{i}",
+                                                   "ocr": f"{split} {i}"}
+             for split in ("train", "validation", "test") for i in range(6)}
+    data = write_corpus(files, folder="ids")
+    whole = run_prepare(cfg(data_dir=data)).manifest
+    printed = doc_ids(whole, "test")
+    assert printed[0] == "memo test #0"
+    chosen = printed[1::2]
+    n = len(chosen)
+    tsv = predictions_tsv(Predictions(chosen, np.zeros(n, int), np.zeros(n, int), None, [""] * n,
+                                      0), RVL_CDIP_CLASSES)
+    (tmp_path / "predictions.tsv").write_text(tsv, encoding="utf-8")
+    spec = f"test={tmp_path / 'predictions.tsv'}"
+    manifest = run_prepare(cfg(data_dir=data, split_file=(spec,))).manifest
+    assert doc_ids(manifest, "test") == chosen
+    assert doc_ids(manifest, "train") == doc_ids(whole, "train")  # not listed: whole
+
+
+def test_split_file_of_bare_ids_in_the_published_form(corpus: Path, tmp_path: Path,
+                                                      cfg: Callable[..., PrepareConfig]) -> None:
+    """The LLM-CDIP splits: ``train_0000_13`` one a line, no split column, no suffix; the split
+    is the id's prefix."""
+    names = train_files(corpus)
+    tests = sorted(p.name for p in corpus.glob("test_*.json"))
+    listed = [names[9], names[0], tests[3]]
+    split_file = tmp_path / "published.txt"
+    split_file.write_text("".join(n.removesuffix("_aws.json") + "\n" for n in listed))
+    manifest = run_prepare(cfg(split_file=(str(split_file),))).manifest
+    assert doc_ids(manifest, "train") == [n.removesuffix(".json") for n in (names[0], names[9])]
+    assert doc_ids(manifest, "test") == [tests[3].removesuffix(".json")]
+
+
+def test_split_file_mapping_form_on_the_command_line(corpus: Path, tmp_path: Path,
+                                                     tokenizer_dirs: dict[str, Path]) -> None:
+    from click.testing import CliRunner
+
+    from rvl_llm.cli import main
+
+    names = train_files(corpus)
+    tests = sorted(p.name for p in corpus.glob("test_*.json"))
+    (tmp_path / "train_160.txt").write_text(f"{names[4]}\n{names[1]}\n")
+    (tmp_path / "test_1.txt").write_text(f"{tests[2].removesuffix('.json')}\n")
+    args = ["prepare", "-d", str(corpus), "-m", str(tokenizer_dirs["tiny-mistral"]), "-g",
+            "--max-len", "64", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            "--split-file", f"train={tmp_path / 'train_160.txt'}",
+            "--split-file", f"test={tmp_path / 'test_1.txt'}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = Manifest.load(next((tmp_path / "cache").glob("*/manifest.json")).parent)
+    assert doc_ids(manifest, "train") == [n.removesuffix(".json") for n in (names[1], names[4])]
+    assert doc_ids(manifest, "test") == [tests[2].removesuffix(".json")]
+    # A file for one split that lists another's document is refused, naming both.
+    (tmp_path / "mixed.txt").write_text(f"test {tests[0]}\n")
+    refused = CliRunner().invoke(main, [*args[:-4], "--split-file",
+                                        f"train={tmp_path / 'mixed.txt'}"])
+    assert refused.exit_code == 1
+    assert "mixed.txt: line 1: lists a test document" in refused.output

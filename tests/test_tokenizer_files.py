@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import prompt_for
 
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import RVL_CDIP_CLASSES
@@ -107,7 +108,8 @@ def test_row_builders_from_the_files_and_from_transformers_agree(
 ) -> None:
     cfg = PrepareConfig(data_dir=sample_data, model=str(tok.folder), generative=generative,
                         max_len=64, labels=LABELS)
-    light, heavy = load_row_builder(cfg, tok.folder), row_builder(cfg, tok.tokenizer)
+    prompt = prompt_for(cfg)
+    light, heavy = load_row_builder(prompt, tok.folder), row_builder(prompt, tok.tokenizer)
     assert light.template == heavy.template
     texts = texts_to_encode(sample_data)
     assert light.prompt_rows(texts) == heavy.prompt_rows(texts)

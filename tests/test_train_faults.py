@@ -25,6 +25,7 @@ from rvl_llm.cli import main
 from rvl_llm.errors import RvlError
 from rvl_llm.options import CLI_KEY
 from rvl_llm.pipeline.config import PrepareConfig
+from rvl_llm.pipeline.prompt import PromptSpec
 from rvl_llm.presets import TOKENIZER_FILES
 from rvl_llm.recipe import Quantization, Recipe, TrainSettings
 from rvl_llm.train import model as train_model
@@ -512,9 +513,12 @@ def test_relative_data_path_shares_the_cache_entry_and_the_recipe_is_absolute(
 
 # Fields whose values are constrained beyond their type.
 CONSTRAINED = {"splits": ("validation", "test"), "labels": ("alpha", "beta", "gamma"),
-               "data_format": "jsonl", "data_files": ("train=t.jsonl",), "train_per_class": 3}
-# Left at their default because a field set above excludes them (--train-per-class).
-EXCLUDED = {"train_size"}
+               "data_format": "jsonl", "data_files": ("train=t.jsonl",), "train_per_class": 3,
+               "prompt": "chat", "split_file": ("/tmp/x_split_file.txt",), "truncation": "chunks",
+               "chunk_by": "page", "train_chunks": "first"}
+# Left at their default because a field set above excludes them (--train-per-class, --truncation
+# chunks).
+EXCLUDED = {"train_size", "keep_tail"}
 
 
 def unlike_default(name: str, hint: Any, default: Any, tmp_path: Path) -> Any:
@@ -549,9 +553,11 @@ def prepare_values(tmp_path: Path, *, cli_only: bool = False) -> dict[str, Any]:
 
 
 def example_recipe(tmp_path: Path) -> Recipe:
+    data = PrepareConfig(**prepare_values(tmp_path))
     return Recipe(
-        run_name="run", model="tiny", model_location=str(tmp_path / "model"),
-        data=PrepareConfig(**prepare_values(tmp_path)), settings=TrainSettings(trainable="lora"),
+        run_name="run", model="tiny", model_location=str(tmp_path / "model"), data=data,
+        prompt=PromptSpec(data.prompt_settings, {"tokenizer.json": "0" * 64}, data.label_names()),
+        settings=TrainSettings(trainable="lora"),
         pad_token="<unk>", lora_targets=("q_proj", "v_proj"), quantization=Quantization(),
         mixed_precision="bf16", cache_key="0" * 16, versions={"torch": "2.0"},
         command="rvl-llm train",

@@ -20,7 +20,7 @@ from rvl_llm.train.run import TrainResult, run_train
 RECIPE_FIELDS = {
     "recipe_version", "run_name", "model", "model_location", "data", "settings", "pad_token",
     "lora_targets", "quantization", "mixed_precision", "cache_key", "versions", "command",
-    "validation_accuracy", "best_validation_accuracy",
+    "validation_accuracy", "best_validation_accuracy", "prompt", "class_weights", "exported",
 }
 
 
@@ -88,6 +88,9 @@ def check_run_folder(result: TrainResult, cfg: TrainConfig, trainable: str) -> d
     assert final["data"]["generative"] == cfg.data.generative
     assert final["data"]["max_len"] == cfg.data.max_len
     assert (final["quantization"] is not None) == (trainable == "qlora")
+    # --mixed-precision auto (the default) records what it chose: fp32 on CPU, never null.
+    assert final["settings"]["mixed_precision"] == "auto"
+    assert final["mixed_precision"] == ("bf16" if torch.cuda.is_available() else "fp32")
     data = final["data"]
     assert Path(data["data_dir"]).is_absolute() and Path(data["cache_dir"]).is_absolute()
     assert data["labels_file"] is None and data["trust_remote_code"] is False
@@ -121,11 +124,13 @@ def validation_accuracy(loaded: Any, recipe: dict[str, Any]) -> float:
 )
 def test_train_mode_writes_a_reloadable_run(
     name: str, generative: bool, trainable: str, models: Path, corpus: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     initial = snapshot_initial_state(monkeypatch)
     cfg = config(tmp_path, models / name, generative=generative, trainable=trainable)
     result = run_train(cfg)
+    if not torch.cuda.is_available():
+        assert "train: --mixed-precision auto: fp32 (no CUDA GPU;" in capsys.readouterr().out
     recipe = check_run_folder(result, cfg, trainable)
     loaded = load_checkpoint(cfg.run_dir / "final")
     assert not loaded.model.training

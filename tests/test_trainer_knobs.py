@@ -169,18 +169,26 @@ def test_trainer_arg_refuses_keys_our_flags_own(tmp_path: Path, key: str, flag: 
 
 # ---- mixed precision ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("choice", "cuda", "bf16", "resolved"), [
-    ("auto", False, True, None),  # CPU: fp32 (bf16 autocast is emulated and slower there)
-    ("auto", True, True, "bf16"),
-    ("auto", True, False, "fp16"),
-    ("fp32", True, True, None), ("no", True, True, None), (None, True, True, None),
-    ("bf16", False, True, "bf16"),  # asked for: CPU bf16 autocast
+@pytest.mark.parametrize(("choice", "cuda", "bf16", "resolved", "said"), [
+    # CPU: fp32 (bf16 autocast is emulated and slower there)
+    ("auto", False, True, "fp32", "train: --mixed-precision auto: fp32 (no CUDA GPU; "
+                                  "--mixed-precision bf16 to autocast on CPU)"),
+    ("auto", True, True, "bf16", "train: --mixed-precision auto: bf16 (the GPU supports it)"),
+    ("auto", True, False, "fp16", "train: --mixed-precision auto: fp16 (the GPU has no bf16; "
+                                  "loss scaling on)"),
+    ("fp32", True, True, "fp32", None), ("no", True, True, "fp32", None),
+    (None, True, True, "fp32", None),
+    ("bf16", False, True, "bf16", None),  # asked for: CPU bf16 autocast
 ])
-def test_mixed_precision_auto(monkeypatch: pytest.MonkeyPatch, choice: str | None, cuda: bool,
-                              bf16: bool, resolved: str | None) -> None:
+def test_mixed_precision_auto_says_what_it_chose(
+        monkeypatch: pytest.MonkeyPatch, choice: str | None, cuda: bool, bf16: bool,
+        resolved: str, said: str | None) -> None:
+    """What runs is named (never None, so the recipe records it), and auto says its choice."""
     monkeypatch.setattr(train_model, "cuda_available", lambda: cuda)
     monkeypatch.setattr(train_model, "bf16_supported", lambda: bf16)
-    assert train_model.resolve_mixed_precision(choice) == resolved
+    lines: list[str] = []
+    assert train_model.resolve_mixed_precision(choice, lines.append) == resolved
+    assert lines == ([said] if said else [])
 
 
 def test_mixed_precision_defaults_to_auto_and_fp32_turns_it_off(tmp_path: Path) -> None:
@@ -295,9 +303,11 @@ def test_early_stopping_without_validation_is_refused_before_writing(
     models: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from rvl_llm.train import data
+    from rvl_llm.train import run as train_run
 
     real = data.validation_dataset
-    monkeypatch.setattr(data, "validation_dataset", lambda m: real(m).select([]))  # empty split
+    # run.py holds its own name for the function: patch that one.
+    monkeypatch.setattr(train_run, "validation_dataset", lambda m: real(m).select([]))
     cfg = tiny(tmp_path, models, early_stopping_patience=2)
     with pytest.raises(RvlError, match="--early-stopping-patience 2: needs validation"):
         run_train(cfg)

@@ -31,7 +31,7 @@ from rvl_llm.errors import RvlError  # noqa: E402
 from rvl_llm.evaluate.cli import eval_command, report_command  # noqa: E402
 from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS, ZERO_SHOT_OUT_DIR, EvalConfig  # noqa: E402
 from rvl_llm.evaluate.report import collect  # noqa: E402
-from rvl_llm.options import field_default  # noqa: E402
+from rvl_llm.options import CLI_KEY, field_default  # noqa: E402
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig  # noqa: E402
 
 HASHED = r"[0-9a-f]{8}"
@@ -64,7 +64,8 @@ def test_zero_shot_equals_a_trained_eval_of_the_same_weights(tmp_path: Path) -> 
     assert folder.parent == out / "48-max-len"
     assert re.fullmatch(rf"tiny-zero-shot-{HASHED}", folder.name), folder.name
     assert sorted(p.name for p in folder.iterdir()) == [
-        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv"]
+        "confusion_matrix.csv", "confusion_matrix.png", "metrics.json", "predictions.tsv",
+        "reliability_diagram.png"]
     summary = re.search(rf"eval {folder.name} .*", result.output)  # the summary's first line
     assert summary and f"zero-shot {base}" in summary.group(), result.output
     assert "(cache hit)" in result.output  # the same prompt: the trained eval's cache entry
@@ -235,6 +236,10 @@ def test_zero_shot_option_defaults_are_prepares() -> None:
         default = field_default(f)
         option = params[f.name]
         assert not option.required, f.name
+        if "default" in f.metadata[CLI_KEY][1]:  # the option's own (a repeatable one's ())
+            default = f.metadata[CLI_KEY][1]["default"]
+        elif isinstance(default, tuple):  # typed as "a,b" (rvl_llm.options)
+            default = ",".join(default)
         assert option.default == (None if default is MISSING else default), f.name
 
 

@@ -17,19 +17,24 @@ from typing import Any
 import click
 
 from rvl_llm.errors import RvlError
-from rvl_llm.inference import DECODES
-from rvl_llm.options import CLI_KEY, cli, field_default
+from rvl_llm.inference import DECODES, Decode
+from rvl_llm.options import (
+    CLI_KEY,
+    DEFAULT_MAX_LEN,
+    batch_size_field,
+    class_chunk_field,
+    cli,
+    field_default,
+    max_len_field,
+    progress_field,
+    skip_bad_field,
+    trust_remote_code_field,
+)
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
 from rvl_llm.pipeline.manifest import SPLITS
 
 DEFAULT_OUT_NAME = "eval"  # default output folder: CHECKPOINT/eval/
 ZERO_SHOT_OUT_DIR = Path("results")  # default output folder of a zero-shot eval (no -c)
-# The prompt settings of a zero-shot eval: PrepareConfig's fields (and options) of these names.
-# With -c the checkpoint's recipe names them all.
-ZERO_SHOT_FIELDS = ("model", "generative", "response_template", "labels_file", "prefix_train",
-                    "prefix_validation", "prefix_test", "suffix", "data_format", "text_column",
-                    "label_column", "id_column", "prompt", "instruction",
-                    "label_descriptions")
 NO_HEAD = ("-m/--model without -g/--generative: a classifier's head would be untrained "
            "(random); pass -g for a zero-shot baseline or -c for a trained classifier")
 
@@ -42,31 +47,32 @@ class EvalConfig:
              "Without it: a zero-shot baseline of -m MODEL -g on -d DATA."))
     data_dir: Path | None = field(default=None, metadata=cli(
         "-d", "--data", help="Folder of OCR JSON files [the recipe's; needed without -c]."))
-    max_len: int | None = field(default=None, metadata=cli(
-        "--max-len", help="Tokens per document row [the max-len the run trained with; "
-                          "prepare's default without -c]."))
+    max_len: int | None = max_len_field(
+        None, f"the max-len the run trained with; {DEFAULT_MAX_LEN} without -c")
     out_dir: Path | None = field(default=None, metadata=cli(
         "-o", "--out-dir",
         help=f"Outputs go to OUT_DIR/<max-len>-max-len/<eval>/ [CHECKPOINT/{DEFAULT_OUT_NAME}; "
              f"{ZERO_SHOT_OUT_DIR} without -c]."))
-    batch_size: int = field(default=8, metadata=cli(
-        "-b", "--batch-size", help="Documents per forward pass."))
+    batch_size: int = batch_size_field()
     split: str = field(default="test", metadata=cli("--split", type=click.Choice(SPLITS)))
-    decode: str = field(default="score", metadata=cli(
+    decode: str = field(default=Decode.SCORE.value, metadata=cli(
         "--decode", type=click.Choice(DECODES),
         help="Generative runs: score every class name, or generate greedily (old eval)."))
     cache_dir: Path | None = field(default=None, metadata=cli(
         "--cache-dir",
         help=f"Prepared-shard cache [the recipe's; {DEFAULT_CACHE_DIR} without -c]."))
-    class_chunk: int | None = field(default=None, metadata=cli(
-        "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
-    skip_bad_files: bool = field(default=False, metadata=cli(
-        "--skip-bad-files", help="Skip bad files of the split (on too if training skipped)."))
-    trust_remote_code: bool = field(default=False, metadata=cli(
-        "--trust-remote-code",
-        help="Allow the model's own code (never taken from the checkpoint's recipe)."))
-    progress: bool | None = field(default=None, metadata=cli(
-        "--progress/--no-progress", help="Progress bar [on a terminal]."))
+    class_chunk: int | None = class_chunk_field()
+    skip_bad_files: bool = skip_bad_field()
+    trust_remote_code: bool = trust_remote_code_field()
+    progress: bool | None = progress_field()
+    test_sets: tuple[Path, ...] = field(default=(), metadata=cli(
+        "--test-sets", multiple=True, default=(), type=click.Path(path_type=Path),
+        help="Split files, each a test set of the split (ids as --split-file matches them): "
+             "accuracy and macro-F1 per set, their mean and standard deviation. Repeatable; "
+             "`--test-sets splits/test_*.txt` takes every file the shell expands."))
+    calibrate: bool = field(default=False, metadata=cli(
+        "--calibrate", help="Fit a temperature on the validation split and store it in "
+                            "CHECKPOINT/calibration.json (predict and export use it)."))
     # Without a checkpoint: the untrained model and its prompt, prepared for this one split.
     zero_shot: PrepareConfig | None = None
 
@@ -87,6 +93,11 @@ class EvalConfig:
             raise RvlError(f"--batch-size {self.batch_size}: must be a positive whole number")
         if self.max_len is not None and self.max_len < 1:
             raise RvlError(f"--max-len {self.max_len}: must be a positive number of tokens")
+        if self.calibrate and self.checkpoint is None:
+            raise RvlError("--calibrate: needs -c CHECKPOINT (the temperature is stored beside "
+                           "its weights); a zero-shot eval has no folder to store it in")
+        if self.calibrate and self.decode == Decode.GENERATE:
+            raise RvlError("--calibrate: needs class scores; not with --decode generate")
         if self.class_chunk is not None and self.class_chunk < 1:
             raise RvlError(f"--class-chunk {self.class_chunk}: must be a positive whole number")
 
@@ -134,6 +145,17 @@ class EvalConfig:
         if self.checkpoint is None:
             return ZERO_SHOT_OUT_DIR
         return self.checkpoint / DEFAULT_OUT_NAME
+
+
+# The settings of a zero-shot eval's prompt and source: every PrepareConfig option the eval command
+# does not declare itself (with -c the checkpoint's recipe names them all). Derived, so a new
+# prompt or source setting is a zero-shot option with no edit here; eval's --split names the one
+# split it prepares.
+ZERO_SHOT_FIELDS = tuple(
+    f.name for f in fields(PrepareConfig)
+    if CLI_KEY in f.metadata and f.name not in {g.name for g in fields(EvalConfig)}
+    and f.name != "splits"
+)
 
 
 def _unset(f: Any) -> Any:

@@ -1,8 +1,9 @@
 """Eval outputs in ``OUT_DIR/<max-len>-max-len/<name>/``, each file written atomically.
 
 ``metrics.json`` (metrics + what ran), ``predictions.tsv`` (one row a document, class names),
-``confusion_matrix.csv`` (counts) and ``confusion_matrix.png`` (row-normalised), and a short
-printed summary. A reader (``rvl-llm report``, a plot script) never sees half a file.
+``confusion_matrix.csv`` (counts), ``confusion_matrix.png`` (row-normalised),
+``reliability_diagram.png`` (accuracy against confidence, when there are probabilities), and a
+short printed summary. A reader (``rvl-llm report``, a plot script) never sees half a file.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from rvl_llm.atomic import write_atomic, write_text_atomic
+from rvl_llm.inference.calibration import ECE_BINS, reliability_bins, softmax
 from rvl_llm.inference.scoring import INVALID, Predictions
 
 METRICS_NAME = "metrics.json"
 PREDICTIONS_NAME = "predictions.tsv"
 CONFUSION_CSV = "confusion_matrix.csv"
 CONFUSION_PNG = "confusion_matrix.png"
+RELIABILITY_PNG = "reliability_diagram.png"
 INVALID_NAME = "(invalid)"  # predicted column of a generation that is not a class name
 TOP_K = 3
 
@@ -120,6 +123,84 @@ def write_confusion_png(
     return path
 
 
+def write_reliability_png(folder: Path, preds: Predictions, record: dict[str, Any]) -> Path:
+    """Accuracy against mean confidence per bin (ECE_BINS equal-width bins of the top
+    probability), bar widths the bins, the diagonal a perfectly calibrated model; with a
+    temperature, the uncalibrated probabilities too."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    assert preds.probs is not None and preds.scores is not None
+    temperature = record["temperature"]
+    series = [(f"T = {temperature:.3g}, ECE {record['ece']:.3f}", preds.probs, "tab:blue")]
+    if temperature != 1.0:
+        series.append((f"uncalibrated, ECE {record['ece_uncalibrated']:.3f}",
+                       softmax(preds.scores), "tab:orange"))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    width = 1.0 / ECE_BINS
+    for i, (label, probs, color) in enumerate(series):
+        bins = reliability_bins(probs, preds.true)
+        shown = [b for b in bins if b["n"]]
+        ax.bar([b["lo"] + width * (0.25 + 0.5 * i) for b in shown],
+               [b["accuracy"] for b in shown], width=width / 2, align="center",
+               color=color, alpha=0.8, label=label)
+        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "o",
+                color=color, markersize=3)
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"confidence (top probability, {ECE_BINS} bins)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{record['name']} ({record['split']}, n {record['n']})", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path = folder / RELIABILITY_PNG
+    try:
+        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def calibration_lines(record: dict[str, Any]) -> list[str]:
+    """ECE and the coverage/accuracy table (records of generations have neither)."""
+    if "ece" not in record:
+        return []
+    temperature = record["temperature"]
+    title = f"ECE ({record['ece_bins']} bins)"
+    ece = f"  {title:<24}{record['ece']:.4f}"
+    if temperature != 1.0:
+        ece += f"  (temperature {temperature:.4g}; {record['ece_uncalibrated']:.4f} without)"
+    lines = [ece, f"  {'min probability':<24}{'answered':>9} {'accuracy':>9}"]
+    for row in record["coverage"]:
+        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+        lines.append(f"    {row['min_probability']:<22.2f}{row['coverage']:>9.1%} "
+                     f"{accuracy:>9}")
+    return lines
+
+
+def test_set_lines(record: dict[str, Any]) -> list[str]:
+    """Per test set accuracy and macro-F1, then mean ± standard deviation."""
+    sets = record.get("test_sets")
+    if not sets:
+        return []
+    lines = [f"  {'test set':<24}{'n':>6} {'accuracy':>9} {'macro-F1':>9}"]
+    for entry in sets["sets"]:
+        lines.append(f"    {entry['name']:<22}{entry['n']:>6} {entry['accuracy']:>9.4f} "
+                     f"{entry['macro_f1']:>9.4f}")
+    lines.append(f"    {'mean ± std':<22}{'':>6} "
+                 f"{plus_minus(sets['accuracy_mean'], sets['accuracy_std']):>9} "
+                 f"{plus_minus(sets['macro_f1_mean'], sets['macro_f1_std']):>9}")
+    return lines
+
+
+def plus_minus(mean: float, std: float | None) -> str:
+    """``0.7250 ± 0.0123`` (the mean alone for one set: no spread to show)."""
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
 def summary_table(record: dict[str, Any], worst: int = 3) -> str:
     """A few lines for the terminal: what ran, accuracy, macro-F1, the weakest classes."""
     lines = [
@@ -144,7 +225,7 @@ def summary_table(record: dict[str, Any], worst: int = 3) -> str:
     for name, row in per_class[:worst]:
         lines.append(f"    {name:<22}{row['f1']:>6.3f} {row['precision']:>6.3f} "
                      f"{row['recall']:>6.3f} {row['support']:>6}")
-    return "\n".join(lines)
+    return "\n".join(lines + calibration_lines(record) + test_set_lines(record))
 
 
 def write_all(
@@ -155,9 +236,11 @@ def write_all(
     matrix = record["confusion_matrix"]
     title = (f"{record['name']} ({record['split']}, max-len {record['max_len']}): "
              f"accuracy {record['accuracy']:.3f}")
-    return [
+    files = [
         write_predictions(folder, preds, labels),
         write_confusion_csv(folder, matrix, labels),
         write_confusion_png(folder, matrix, labels, title),
-        write_metrics(folder, record),
     ]
+    if "ece" in record:
+        files.append(write_reliability_png(folder, preds, record))
+    return [*files, write_metrics(folder, record)]

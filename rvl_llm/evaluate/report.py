@@ -2,7 +2,9 @@
 
 Reads ``OUT_DIR/*-max-len/*/metrics.json`` and writes ``report.md``, ``report.csv`` and
 ``accuracy_vs_max_len.png`` (one line per run; zero-shot baselines dashed) into OUT_DIR; returns
-the markdown table. The ``kind`` column tells a zero-shot baseline from the trained runs beside it.
+the markdown table. The ``kind`` column tells a zero-shot baseline from the trained runs beside it;
+``ece`` is the eval's expected calibration error; an eval over several test sets (``--test-sets``)
+adds the mean ± sample standard deviation of their accuracy and macro-F1, and the number of sets.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 from rvl_llm.atomic import write_atomic, write_text_atomic
 from rvl_llm.errors import RvlError
-from rvl_llm.evaluate.outputs import METRICS_NAME
+from rvl_llm.evaluate.outputs import METRICS_NAME, plus_minus
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 REPORT_PNG = "accuracy_vs_max_len.png"
-COLUMNS = ("run", "max_len", "accuracy", "macro_f1", "n", "kind")
+COLUMNS = ("run", "max_len", "accuracy", "macro_f1", "n", "kind", "ece")
+SET_COLUMNS = ("test_sets", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std")
 ZERO_SHOT = "zero-shot"  # the kind of an eval of the untrained model
 TRAINED = "trained"  # the kind of a trained eval whose record names no trainable mode
 
@@ -34,6 +37,9 @@ class Row:
     macro_f1: float
     n: int
     kind: str  # "zero-shot", or the trainable mode of the run (full, lora, qlora, classifier)
+    ece: float | None = None  # expected calibration error; None for generations
+    # --test-sets: (sets, accuracy mean, its std, macro-F1 mean, its std); None without
+    sets: tuple[int, float, float | None, float, float | None] | None = None
 
 
 def collect(out_dir: Path) -> list[Row]:
@@ -49,7 +55,8 @@ def gather(out_dir: Path) -> tuple[list[Row], list[str]]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             row = Row(str(record["name"]), int(record["max_len"]), float(record["accuracy"]),
-                      float(record["macro_f1"]), int(record["n"]), kind(record))
+                      float(record["macro_f1"]), int(record["n"]), kind(record),
+                      _optional(record.get("ece")), test_sets(record.get("test_sets")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             skipped.append(f"{path}: not an eval's metrics.json ({type(err).__name__}: {err})")
             continue
@@ -59,6 +66,21 @@ def gather(out_dir: Path) -> tuple[list[Row], list[str]]:
             continue
         rows.append(row)
     return sorted(rows, key=lambda r: (r.run, r.max_len)), skipped
+
+
+def _optional(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def test_sets(block: object) -> tuple[int, float, float | None, float, float | None] | None:
+    """The spread of an eval over several test sets, or None."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise TypeError(f"test_sets is {type(block).__name__}, not an object")
+    return (len(block["sets"]), float(block["accuracy_mean"]),
+            _optional(block["accuracy_std"]), float(block["macro_f1_mean"]),
+            _optional(block["macro_f1_std"]))
 
 
 def row_problem(record: dict) -> str | None:
@@ -87,19 +109,33 @@ def kind(record: dict) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join(["---"] + ["---:"] * 4 + ["---"]) + "|"]
-    lines += [f"| {r.run} | {r.max_len} | {r.accuracy:.4f} | {r.macro_f1:.4f} | {r.n} | {r.kind} |"
-              for r in rows]
+    """The table; columns on several test sets only when some eval has them."""
+    with_sets = any(r.sets for r in rows)
+    header = [*COLUMNS, *(("test sets", "accuracy (mean ± std)", "macro-F1 (mean ± std)")
+                          if with_sets else ())]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * 4 + ["---"] + ["---:"] * (len(header) - 6))
+             + "|"]
+    for r in rows:
+        cells = [r.run, str(r.max_len), f"{r.accuracy:.4f}", f"{r.macro_f1:.4f}", str(r.n),
+                 r.kind, "" if r.ece is None else f"{r.ece:.4f}"]
+        if with_sets:
+            cells += (["", "", ""] if r.sets is None else
+                      [str(r.sets[0]), plus_minus(r.sets[1], r.sets[2]),
+                       plus_minus(r.sets[3], r.sets[4])])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows([r.run, r.max_len, f"{r.accuracy:.6f}", f"{r.macro_f1:.6f}", r.n, r.kind]
-                     for r in rows)
+    writer.writerow([*COLUMNS, *SET_COLUMNS])
+    for r in rows:
+        sets = ["" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v)
+                for v in (r.sets or (None,) * len(SET_COLUMNS))]
+        writer.writerow([r.run, r.max_len, f"{r.accuracy:.6f}", f"{r.macro_f1:.6f}", r.n,
+                         r.kind, "" if r.ece is None else f"{r.ece:.6f}", *sets])
     return buffer.getvalue()
 
 

@@ -7,34 +7,86 @@ the output folder is claimed before anything heavy; prepare builds (or finds in 
 split; the model is loaded; every document is scored; outputs are written into a temporary
 folder that replaces the eval's folder when complete. A failed eval leaves nothing behind.
 
+``--test-sets`` prepares one subset per split file and scores each distinct row once; the figures
+per set and their mean ± standard deviation come from those scores. ``--calibrate`` scores the
+validation split first and fits a temperature (``inference/calibration.py``), stored in the
+checkpoint's ``calibration.json`` when the outputs are in place; a temperature already there is
+applied to the probabilities (ECE, coverage table, reliability diagram).
+
 Under ``accelerate launch`` each process scores a contiguous share of the documents with its own
 model copy; rank 0 prepares first, gathers the shares in input order and alone writes.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import discard_staging_dir, make_staging_dir, replace_dir
+from rvl_llm.atomic import replace_dir, staging_dir
+from rvl_llm.dataclass_json import to_json
 from rvl_llm.errors import RvlError
-from rvl_llm.evaluate.config import EvalConfig
-from rvl_llm.inference.checkpoint import CHECKPOINT_PREFIX, check_weights, weights_folder
+from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS, EvalConfig
+from rvl_llm.evaluate.outputs import run_folder, write_all
+from rvl_llm.evaluate.report import ZERO_SHOT
+from rvl_llm.inference import Decode
+from rvl_llm.inference.aggregate import aggregate_predictions, documents_of
+from rvl_llm.inference.base_model import (
+    bf16_supported,
+    cuda_available,
+    load_base_model,
+    resolve_pad_token,
+)
+from rvl_llm.inference.calibration import (
+    CALIBRATION_NAME,
+    ECE_BINS,
+    T_MAX,
+    T_MIN,
+    Calibration,
+    coverage_table,
+    expected_calibration_error,
+    fit_calibration,
+    mean_std,
+    nll,
+    read_temperature,
+    softmax,
+    write_calibration,
+)
+from rvl_llm.inference.checkpoint import (
+    CHECKPOINT_PREFIX,
+    check_weights,
+    load_checkpoint,
+    weights_folder,
+)
+from rvl_llm.inference.distributed import (
+    concatenate_predictions,
+    device_map,
+    gather_in_rank_order,
+    process_state,
+    share_of,
+)
+from rvl_llm.inference.metrics import compute_metrics
+from rvl_llm.inference.scoring import NonFiniteScores, predict
+from rvl_llm.logs import Log, quiet
 from rvl_llm.pipeline.cache import holds_cache
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
 from rvl_llm.pipeline.manifest import MANIFEST_NAME
+from rvl_llm.pipeline.prepare import run_prepare
+from rvl_llm.pipeline.prompt import PromptSpec
+from rvl_llm.pipeline.selection import read_split_file
+from rvl_llm.pipeline.tokenize import load_tokenizer
+from rvl_llm.presets import resolve_model
 from rvl_llm.recipe import Recipe
 
-Log = Callable[[str], None]
-ZERO_SHOT_MARK = "zero-shot"  # in the eval folder's name and the report's kind column
 SHOWN_SKIPS = 5  # skipped documents named in the log and metrics.json; the manifest lists all
 
 
@@ -59,6 +111,20 @@ class Subject:
     load: Callable[[Any], Any]  # device_map -> .model (eval mode), .tokenizer, .pad_token_id
     record: dict[str, Any]  # what metrics.json says about it
     notes: tuple[str, ...] = ()  # said before the eval starts (a recipe's cache folder refused)
+    checkpoint: Path | None = None  # the weights folder of a trained checkpoint or an export
+    exported: bool = False  # an export folder: a copy, never calibrated in place
+    temperature: float | None = None  # from the checkpoint's calibration.json, if any
+    prompt: PromptSpec | None = None  # the recipe's; None: resolved from data's (zero-shot)
+    chunk_aggregate: str = "mean"  # --truncation chunks: windows -> one prediction per document
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """One ``--test-sets`` file: a published test subset of the eval's split."""
+
+    name: str  # its file name, or its path where two files share a name
+    path: Path
+    sha256: str  # of its content: a changed file makes another eval folder
 
 
 @dataclass(frozen=True)
@@ -71,26 +137,26 @@ class Loaded:
 def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult | None:
     """The eval's result on the main process; None on the other processes of a launch."""
     subject = zero_shot_subject(cfg) if cfg.zero_shot is not None else trained_subject(cfg)
-    decode = cfg.decode if subject.generative else "classifier"
-    folder = output_folder(cfg, subject, decode)
-    from rvl_llm.evaluate.outputs import write_all
-    from rvl_llm.inference.distributed import process_state
-
+    decode = cfg.decode if subject.generative else Decode.HEAD
+    if cfg.calibrate:
+        check_calibration_target(subject)
+    test_sets = read_test_sets(cfg.test_sets, cfg.split)
+    folder = output_folder(cfg, subject, decode, test_sets)
     state = process_state()
-    say = (log or _quiet) if state.is_main_process else _quiet
+    say = (log or quiet) if state.is_main_process else quiet
     for note in subject.notes:
         say(note)
-    with _staging(folder, state) as staging:
-        evaluated = _evaluate(cfg, subject, decode, folder, state, say)
+    with _staging(folder, state) as staging:  # None on the other processes
+        evaluated = _evaluate(cfg, subject, decode, folder, state, say, test_sets)
         if evaluated is None:  # not the main process: rank 0 writes
             return None
-        record, preds = evaluated
+        record, preds, fitted = evaluated
         try:
             files = write_all(staging, record, preds, subject.labels)
-            replace_dir(staging, folder)  # an identical rerun replaces its own folder whole
         except OSError as err:  # a full disk, say: one line, and nothing half-written stays
             raise RvlError(f"-o {cfg.resolved_out_dir}: cannot write the eval outputs "
                            f"({err.strerror or err}); nothing was kept") from err
+        _store(cfg, subject, fitted, staging, folder)
     return EvalResult(folder, record, tuple(folder / f.name for f in files))
 
 
@@ -109,9 +175,15 @@ def trained_subject(cfg: EvalConfig) -> Subject:
         option=f"-c {checkpoint}",
         weights=str(checkpoint),
         data=eval_data(cfg, recipe, cache_dir),
+        prompt=recipe.prompt.with_max_len(cfg.max_len),
+        chunk_aggregate=recipe.settings.chunk_aggregate,
         labels=recipe.labels,
         generative=recipe.generative,
         load=partial(_load_checkpoint, checkpoint, cfg.trust_remote_code),
+        checkpoint=checkpoint,
+        exported=recipe.exported is not None,
+        # --calibrate fits a new one; a damaged file is refused here, before anything runs
+        temperature=None if cfg.calibrate else read_temperature(checkpoint),
         record={
             "zero_shot": False,
             "model": recipe.model,
@@ -131,7 +203,6 @@ def trained_subject(cfg: EvalConfig) -> Subject:
 def zero_shot_subject(cfg: EvalConfig) -> Subject:
     """The untrained model with prepare's prompt settings; a model that cannot be reached (a hub
     id offline) or a bad labels file is named before anything is prepared."""
-    from rvl_llm.presets import resolve_model
 
     assert cfg.zero_shot is not None
     data = cfg.zero_shot.resolved()
@@ -140,12 +211,10 @@ def zero_shot_subject(cfg: EvalConfig) -> Subject:
     source.tokenizer_dir()  # a hub model unreachable offline fails here, before any write
     labels = data.label_names()
     shown = data.model if source.preset or not source.is_local else Path(source.location).name
-    prompt = (data.response_template, labels, data.prefix_train, data.prefix_validation,
-              data.prefix_test, data.suffix, data.prompt, data.instruction,
-              str(data.label_descriptions))
+    prompt = (labels, *(str(getattr(data, name)) for name in ZERO_SHOT_FIELDS))
     return Subject(
-        name=f"{_sanitise(shown)}-{ZERO_SHOT_MARK}",
-        identity=(ZERO_SHOT_MARK, source.location, *prompt),
+        name=f"{_sanitise(shown)}-{ZERO_SHOT}",  # the report's kind, in the folder name
+        identity=(ZERO_SHOT, source.location, *prompt),
         option=f"--model {data.model}",
         weights=source.location,
         data=data,
@@ -185,50 +254,105 @@ def eval_data(cfg: EvalConfig, recipe: Recipe, cache_dir: Path | None = None) ->
     ).resolved()
 
 
-def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, state: Any,
-              say: Log) -> tuple[dict[str, Any], Any] | None:
-    """The metrics record and the predictions on the main process, None on the others
-    (nothing is written here)."""
-    from rvl_llm.inference.distributed import (
-        contiguous_share,
-        gather_in_rank_order,
-        inference_device_map,
-    )
-    from rvl_llm.inference.metrics import compute_metrics
-    from rvl_llm.pipeline.prepare import run_prepare
+def check_calibration_target(subject: Subject) -> Path:
+    """The folder ``--calibrate`` stores calibration.json in, proved writable before anything
+    runs: a trained checkpoint, not an export (a copy: calibrate its source, then export)."""
+    folder = subject.checkpoint
+    assert folder is not None  # EvalConfig refuses --calibrate without -c
+    if subject.exported:
+        raise RvlError(f"--calibrate: {folder} is an export; calibrate the checkpoint it was "
+                       "exported from, then export again (the export carries calibration.json)")
+    probe = folder / f".tmp-calibration-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise RvlError(f"--calibrate: cannot write {folder / CALIBRATION_NAME} "
+                       f"({err.strerror or err}); copy the checkpoint to a writable folder "
+                       "and calibrate the copy") from err
+    return folder
 
+
+def read_test_sets(given: tuple[Path, ...], split: str) -> tuple[TestSet, ...]:
+    """Each ``--test-sets`` file (a quoted glob is expanded here, sorted), read with
+    ``--split-file``'s parser: it must list documents of the evaluated split, and only those."""
+    paths: list[Path] = []
+    for path in given:
+        if not path.exists() and glob.has_magic(str(path)):
+            matches = sorted(glob.glob(str(path)))
+            if not matches:
+                raise RvlError(f"--test-sets {path}: no file matches")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(path)
+    names = [p.name for p in paths]
+    sets = []
+    for path in dict.fromkeys(paths):  # a file given twice is one test set
+        try:
+            listed = read_split_file(path)
+        except RvlError as err:  # the parser names --split-file; here the option is --test-sets
+            raise RvlError(str(err).replace("--split-file", "--test-sets", 1)) from err
+        others = sorted(set(listed) - {split})
+        if split not in listed or others:
+            raise RvlError(f"--test-sets {path}: lists {', '.join(sorted(listed))} documents; a "
+                           f"test set lists documents of the evaluated split ({split}) only")
+        content = path.read_bytes()
+        sets.append(TestSet(path.name if names.count(path.name) == 1 else str(path), path,
+                            hashlib.sha256(content).hexdigest()))
+    return tuple(sets)
+
+
+def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, state: Any,
+              say: Log, test_sets: tuple[TestSet, ...]
+              ) -> tuple[dict[str, Any], Any, Calibration | None] | None:
+    """The metrics record, the predictions and a temperature fitted now (``--calibrate``) on
+    the main process, None on the others (nothing is written here)."""
     data = subject.data
-    with state.main_process_first():  # rank 0 builds the split; the others hit the cache
-        prepared = run_prepare(data, log=say)
-    say(f"eval: {cfg.split} split from {prepared.root} "
-        f"({'cache hit' if not prepared.built else 'built now'})")
-    manifest = prepared.manifest
-    info = manifest.split_info(cfg.split)
-    skipped = [s.name for s in info.skipped_files]
+    # One prepared split, or one per test set: each set's file selects its documents by the
+    # --split-file rule.
+    parts = [replace(data, split_file=(str(t.path.resolve()),)) for t in test_sets] or [data]
+    with state.main_process_first():  # rank 0 builds the splits; the others hit the cache
+        prepared = [run_prepare(d, log=say, prompt=subject.prompt) for d in parts]
+        held_out = (run_prepare(replace(data, splits=("validation",)), log=say,
+                                prompt=subject.prompt)
+                    if cfg.calibrate else None)
+    for result in prepared:
+        say(f"eval: {cfg.split} split from {result.root} "
+            f"({'cache hit' if not result.built else 'built now'})")
+    infos = [r.manifest.split_info(cfg.split) for r in prepared]
+    skipped = list(dict.fromkeys(s.name for info in infos for s in info.skipped_files))
     if skipped:  # the documents this eval does not score: said, and recorded below
         more = f" and {len(skipped) - SHOWN_SKIPS} more" if len(skipped) > SHOWN_SKIPS else ""
         say(f"eval: skipped {len(skipped)} bad {cfg.split} document(s): "
             f"{', '.join(skipped[:SHOWN_SKIPS])}{more} (all listed in "
-            f"{manifest.root / MANIFEST_NAME})")
-    dataset = manifest.dataset(cfg.split)
-    start, end = contiguous_share(len(dataset), state.process_index, state.num_processes)
-    if (start, end) != (0, len(dataset)):  # one process alone scores the split as it is
-        # An empty share (fewer documents than processes) is an empty list: datasets refuses
-        # range(n, n) at the end of the split.
-        dataset = dataset.select(range(start, end) if end > start else [])
+            f"{prepared[0].manifest.root / MANIFEST_NAME})")
+    dataset, members = _distinct_rows([r.manifest.dataset(cfg.split) for r in prepared])
+    if test_sets:  # --truncation chunks: a set's rows -> its documents, as predictions count them
+        members = documents_of(dataset["doc_id"], members)
+    manifest = prepared[0].manifest
     say(f"eval: loading {subject.weights}")
-    loaded = subject.load(inference_device_map(state))
+    loaded = subject.load(device_map(state=state))
+    fitted = None
+    if held_out is not None:
+        say(f"eval: scoring the validation split from {held_out.root} to fit a temperature")
+        val = _score_split(cfg, subject, loaded, held_out.manifest.dataset("validation"),
+                           held_out.manifest.template, state)
+        if val is not None:
+            fitted = fit_calibration(val.scores, val.true, {
+                "split": "validation", "n": len(val.true), "data_dir": str(data.data_dir),
+                "max_len": data.max_len, "cache_key": held_out.manifest.key})
+            say(f"eval: temperature {fitted.temperature:.4f} (validation NLL "
+                f"{fitted.nll_before:.4f} -> {fitted.nll_after:.4f})")
+            if not T_MIN * 1.01 < fitted.temperature < T_MAX * 0.99:
+                say("eval: the temperature is at the end of its range: the scores tell the "
+                    "validation classes apart barely (large T) or perfectly (small T)")
     began = time.perf_counter()
-    share = _predict(cfg, loaded, dataset, manifest.template, subject.labels,
-                     cfg.progress if state.is_main_process else False)
-    shares = gather_in_rank_order(share, state)
+    preds = _score_split(cfg, subject, loaded, dataset, manifest.template, state)
     seconds = time.perf_counter() - began
-    failed = [s for s in shares if isinstance(s, str)]
-    if failed:  # every process stops with the same line
-        raise RvlError(f"{subject.option}: {failed[0]}; nothing was written")
-    if not state.is_main_process:
+    if preds is None:
         return None
-    preds = _concatenate(shares)
+    temperature = fitted.temperature if fitted else subject.temperature
+    rows = sum(info.rows for info in infos)
     record = {
         "name": folder.name,
         **subject.record,
@@ -237,7 +361,7 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
         "decode": decode,
         "mode": data.mode,
         "max_len": data.max_len,
-        "truncated_share": info.truncated / info.rows if info.rows else 0.0,
+        "truncated_share": sum(info.truncated for info in infos) / rows if rows else 0.0,
         "skipped": len(skipped),  # bad documents left out (--skip-bad-files / --skip-bad-rows)
         "skipped_first": skipped[:SHOWN_SKIPS],
         "cache_key": manifest.key,
@@ -248,14 +372,127 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
         "processes": state.num_processes,
         "config": _plain(cfg),
     }
-    return record, preds
+    if preds.scores is not None:  # probabilities: calibrated when a temperature is known
+        preds = replace(preds, probs=softmax(preds.scores, temperature or 1.0))
+        record.update(calibration_record(preds, temperature, fitted, subject))
+    if test_sets:
+        record["test_sets"] = test_set_record(test_sets, members, preds, subject.labels,
+                                              [r.manifest.key for r in prepared])
+    return record, preds, fitted
+
+
+def _distinct_rows(parts: list[Any]) -> tuple[Any, list[list[int]]]:
+    """One dataset of the parts' distinct rows (a document in several test sets is scored
+    once: same id, label and tokens) and, per part, its rows' indexes in it."""
+    if len(parts) == 1:
+        return parts[0], [list(range(len(parts[0])))]
+    import datasets  # heavy (pyarrow): only a multi-set eval needs it here
+
+    seen: dict[tuple[Any, ...], int] = {}
+    members, keep = [], []
+    offset = 0
+    for part in parts:
+        columns = part.select_columns(["doc_id", "label", "input_ids"])
+        indexes = []
+        for i, row in enumerate(columns):
+            key = (row["doc_id"], row["label"], tuple(row["input_ids"]))
+            if key not in seen:
+                seen[key] = len(keep)
+                keep.append(offset + i)
+            indexes.append(seen[key])
+        members.append(indexes)
+        offset += len(part)
+    return datasets.concatenate_datasets(parts).select(keep), members
+
+
+def _score_split(cfg: EvalConfig, subject: Subject, loaded: Any, dataset: Any, template: Any,
+                 state: Any) -> Any:
+    """Predictions of every row of ``dataset`` on the main process (each process scores a
+    contiguous share), None on the others."""
+
+    dataset = share_of(dataset, state.process_index, state.num_processes)
+    share = _predict(cfg, loaded, dataset, template, subject.labels,
+                     cfg.progress if state.is_main_process else False)
+    shares = gather_in_rank_order(share, state)
+    failed = [s for s in shares if isinstance(s, str)]
+    if failed:  # every process stops with the same line
+        raise RvlError(f"{subject.option}: {failed[0]}; nothing was written")
+    if not state.is_main_process:
+        return None
+    # The windows of one document (--truncation chunks) become one prediction.
+    return aggregate_predictions(concatenate_predictions(shares), subject.chunk_aggregate)
+
+
+def calibration_record(preds: Any, temperature: float | None, fitted: Calibration | None,
+                       subject: Subject) -> dict[str, Any]:
+    """ECE (with and without the temperature), NLL and the coverage/accuracy table of
+    ``preds``, whose probabilities already carry the temperature."""
+    raw = softmax(preds.scores)
+    source = None
+    if fitted is not None:
+        source = "fitted now on the validation split"
+    elif temperature is not None:
+        assert subject.checkpoint is not None
+        source = str(subject.checkpoint / CALIBRATION_NAME)
+    return {
+        "ece_bins": ECE_BINS,
+        "ece": expected_calibration_error(preds.probs, preds.true),
+        "temperature": temperature or 1.0,
+        "temperature_from": source,  # None: no calibration.json, probabilities as scored
+        "ece_uncalibrated": expected_calibration_error(raw, preds.true),
+        "nll": nll(preds.scores, preds.true, temperature or 1.0),
+        "nll_uncalibrated": nll(preds.scores, preds.true),
+        "calibration_fit": None if fitted is None else json.loads(fitted.to_json()),
+        "coverage": coverage_table(preds.probs, preds.true),
+    }
+
+
+def test_set_record(test_sets: tuple[TestSet, ...], members: list[list[int]], preds: Any,
+                    labels: tuple[str, ...], keys: list[str]) -> dict[str, Any]:
+    """Accuracy and macro-F1 per test set, and their mean and sample standard deviation."""
+
+    per_set = []
+    for test_set, rows, key in zip(test_sets, members, keys, strict=True):
+        metrics = compute_metrics(preds.true[rows], preds.predicted[rows], labels)
+        entry = {"name": test_set.name, "file": str(test_set.path.resolve()),
+                 "sha256": test_set.sha256, "cache_key": key, "n": metrics["n"],
+                 "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+        if preds.probs is not None:
+            entry["ece"] = expected_calibration_error(preds.probs[rows], preds.true[rows])
+        per_set.append(entry)
+    accuracy, accuracy_std = mean_std([s["accuracy"] for s in per_set])
+    macro_f1, macro_f1_std = mean_std([s["macro_f1"] for s in per_set])
+    return {"sets": per_set, "accuracy_mean": accuracy, "accuracy_std": accuracy_std,
+            "macro_f1_mean": macro_f1, "macro_f1_std": macro_f1_std,
+            "std": "sample standard deviation (n - 1) over the sets"}
+
+
+def _store(cfg: EvalConfig, subject: Subject, fitted: Calibration | None, staging: Path,
+           folder: Path) -> None:
+    """calibration.json (when fitted now), then the eval folder; if the folder cannot be put in
+    place, the checkpoint's earlier calibration.json is put back: nothing half-done stays."""
+
+    target = subject.checkpoint / CALIBRATION_NAME if subject.checkpoint else None
+    before = target.read_bytes() if fitted and target and target.exists() else None
+    try:
+        if fitted is not None:
+            assert subject.checkpoint is not None
+            write_calibration(subject.checkpoint, fitted)
+        replace_dir(staging, folder)  # an identical rerun replaces its own folder whole
+    except OSError as err:  # a full disk, say: one line, and nothing half-written stays
+        if fitted is not None and target is not None:
+            if before is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.write_bytes(before)
+        raise RvlError(f"-o {cfg.resolved_out_dir}: cannot write the eval outputs "
+                       f"({err.strerror or err}); nothing was kept") from err
 
 
 def _predict(cfg: EvalConfig, loaded: Any, dataset: Any, template: Any,
              labels: tuple[str, ...], progress: bool | None) -> Any:
     """This process's predictions, or the message of scores that are not finite (passed on to
     every process, so that all stop alike instead of one waiting for the others)."""
-    from rvl_llm.inference.scoring import NonFiniteScores, predict
 
     try:
         return predict(
@@ -268,57 +505,38 @@ def _predict(cfg: EvalConfig, loaded: Any, dataset: Any, template: Any,
         return err.message
 
 
-def _concatenate(shares: list[Any]) -> Any:
-    """One Predictions from the processes' contiguous shares, in rank (= input) order."""
-    import numpy as np
-
-    from rvl_llm.inference.scoring import Predictions
-
-    if len(shares) == 1:
-        return shares[0]
-
-    def joined(name: str) -> Any:
-        parts = [getattr(s, name) for s in shares]
-        return None if parts[0] is None else np.concatenate(parts)
-
-    generated = [s.generated for s in shares]
-    return Predictions(
-        doc_ids=[d for s in shares for d in s.doc_ids],
-        true=joined("true"),
-        predicted=joined("predicted"),
-        probs=joined("probs"),
-        generated=None if generated[0] is None else [g for part in generated for g in part],
-        invalid=sum(s.invalid for s in shares),
-        scores=joined("scores"),
-    )
-
-
 def _plain(cfg: EvalConfig) -> dict[str, Any]:
-    from rvl_llm.dataclass_json import to_json
 
     return to_json(cfg)
 
 
-def eval_name(subject: Subject, split: str, decode: str) -> str:
+def eval_name(subject: Subject, split: str, decode: str,
+              test_sets: tuple[TestSet, ...] = ()) -> str:
     """A readable name (run or model, checkpoint, split, decode) and a short hash of everything
     that makes this eval distinct (what is evaluated, data folder, split, decode): two distinct
     evals in one OUT_DIR never share a folder, and an identical rerun replaces its own."""
     name = subject.name
     if split != "test":
         name += f"-{split}"
-    if decode == "generate":
+    if decode == Decode.GENERATE:
         name += "-generate"
-    identity = json.dumps([*subject.identity, str(subject.data.data_dir), split, decode])
+    if test_sets:
+        name += f"-{len(test_sets)}-sets"
+    # Test sets by content (sha256), in the order given: the per-set table keeps that order.
+    sets = [[t.name, t.sha256] for t in test_sets]
+    identity = json.dumps([*subject.identity, str(subject.data.data_dir), split, decode,
+                           *([sets] if sets else [])])
     return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
-def output_folder(cfg: EvalConfig, subject: Subject, decode: str) -> Path:
+def output_folder(cfg: EvalConfig, subject: Subject, decode: str,
+                  test_sets: tuple[TestSet, ...] = ()) -> Path:
     """OUT_DIR/<max-len>-max-len/<eval name>/: always inside OUT_DIR; writable is proved
     before any model or data is loaded."""
-    from rvl_llm.evaluate.outputs import run_folder
 
     out_dir = cfg.resolved_out_dir
-    folder = run_folder(out_dir, subject.data.max_len, eval_name(subject, cfg.split, decode))
+    name = eval_name(subject, cfg.split, decode, test_sets)
+    folder = run_folder(out_dir, subject.data.max_len, name)
     if not folder.resolve().is_relative_to(out_dir.resolve()):  # the name is sanitised too
         raise RvlError(f"-o {out_dir}: the eval folder {folder} would lie outside it")
     return folder
@@ -328,41 +546,16 @@ def _sanitise(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "run"
 
 
-@contextmanager
-def _staging(folder: Path, state: Any) -> Iterator[Path | None]:
-    """A temporary folder beside ``folder`` to write the outputs into (creating it proves the
-    place writable before anything heavy runs), made by the main process alone; the others get
-    None, or its error. On failure it is removed, with every parent folder this created that is
-    still empty: a failed eval leaves nothing behind."""
-    from rvl_llm.inference.distributed import gather_in_rank_order
-
-    problem, staging, created = None, None, []
-    if state.is_main_process:
-        try:
-            staging, created = make_staging_dir(folder)
-        except OSError as err:
-            problem = (f"-o {folder.parent.parent}: cannot write the eval outputs to {folder} "
-                       f"({err.strerror or err})")
-    problem = gather_in_rank_order(problem, state)[0]  # rank 0's verdict, on every process
-    if problem is not None:
-        raise RvlError(problem)
-    if not state.is_main_process:
-        yield None
-        return
-    assert staging is not None
-    try:
-        yield staging
-    except BaseException:
-        discard_staging_dir(staging, created)
-        raise
-
-
-def _quiet(_msg: str) -> None:
-    pass
+def _staging(folder: Path, state: Any) -> AbstractContextManager[Path | None]:
+    """The outputs' staging folder (``atomic.staging_dir``), made by the main process alone;
+    the others get None, or its error (rank 0's verdict, on every process)."""
+    return staging_dir(
+        folder, lambda err: (f"-o {folder.parent.parent}: cannot write the eval outputs to "
+                             f"{folder} ({err.strerror or err})"),
+        make=state.is_main_process, agree=lambda problem: gather_in_rank_order(problem, state)[0])
 
 
 def _load_checkpoint(checkpoint: Path, trust_remote_code: bool, device_map: Any) -> Any:
-    from rvl_llm.inference.checkpoint import load_checkpoint
 
     return load_checkpoint(checkpoint, device_map=device_map,
                            trust_remote_code=trust_remote_code)
@@ -372,13 +565,6 @@ def _load_base(source: Any, labels: tuple[str, ...], trust_remote_code: bool,
                device_map: Any) -> Loaded:
     """The untrained causal LM as training would start from it: the model's own tokenizer and
     the pad token training would pick, bf16 on a GPU that has it, full precision elsewhere."""
-    from rvl_llm.inference.base_model import (
-        bf16_supported,
-        cuda_available,
-        load_base_model,
-        resolve_pad_token,
-    )
-    from rvl_llm.pipeline.tokenize import load_tokenizer
 
     tokenizer = load_tokenizer(source.tokenizer_dir(), trust_remote_code=trust_remote_code)
     tokenizer.pad_token = resolve_pad_token(tokenizer, None, source.preset)

@@ -2,7 +2,8 @@
 and the test metrics eval wrote for the checkpoint, so it can be tested without a model.
 
 It says what the model is (base model, data, labels, max-len, mode, template, validation and
-test scores) and how to use it with rvl-llm and without it (plain transformers or peft).
+test scores) and how to use it with rvl-llm and without it (plain transformers or peft). Every
+snippet renders the recipe's resolved prompt (``recipe.prompt``), as predict does.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rvl_llm.pipeline.chat import instruction_text, load_descriptions
 from rvl_llm.recipe import Recipe
 
 FOLDER = "path/to/this/folder"  # how the snippets name the exported folder
@@ -68,13 +68,14 @@ def _facts(recipe: Recipe, adapter: bool) -> str:
         ("weights", _weights(recipe, adapter)),
         ("mode", "generative: the class name is scored as the completion of a prompt"
          if recipe.generative else "classifier: a sequence-classification head"),
-        ("max-len", f"{recipe.data.max_len} tokens (longer documents are cut)"),
+        ("max-len", f"{recipe.prompt.max_len} tokens (longer documents are cut)"),
     ]
-    if recipe.generative and recipe.data.prompt == "chat":
+    if recipe.prompt.chat is not None:
         rows.append(("prompt", "chat: the document in a user turn of the tokenizer's chat "
                      "template, the class name as the reply"))
     elif recipe.generative:
-        rows.append(("response template", f"`{json.dumps(recipe.data.response_template)}`"))
+        rows.append(("response template",
+                     f"`{json.dumps(recipe.prompt.settings.response_template)}`"))
     rows += [
         ("pad token", f"`{recipe.pad_token}`"),
         ("data folder", f"`{recipe.data.data_dir}`"),
@@ -131,7 +132,7 @@ def _without_rvl_llm(recipe: Recipe, adapter: bool) -> str:
 
 
 def _classifier_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
-    max_len = recipe.data.max_len
+    max_len = recipe.prompt.max_len
     if not adapter:
         return f"""## Use it without rvl-llm
 
@@ -167,7 +168,7 @@ print(classify("text of a document", truncation=True, max_length={max_len}))
 
 
 def _generative_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
-    if recipe.data.prompt == "chat":
+    if recipe.prompt.chat is not None:
         return _chat_snippet(recipe, adapter, labels)
     imports, auto = _imports(adapter)
     return _plain_snippet(recipe, imports, auto, labels)
@@ -199,8 +200,8 @@ import torch
 model = {auto}.from_pretrained("{FOLDER}").eval()
 tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
 LABELS = {labels}
-TEMPLATE = {json.dumps(recipe.data.response_template)}
-MAX_LEN = {recipe.data.max_len}
+TEMPLATE = {json.dumps(recipe.prompt.settings.response_template)}
+MAX_LEN = {recipe.prompt.max_len}
 
 
 def ids(text):
@@ -236,8 +237,8 @@ def _chat_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
     """The recipe's chat prompt: the instruction and the document in a user turn of the
     tokenizer's chat template, the class name as the assistant's reply up to its end of turn."""
     imports, auto = _imports(adapter)
-    descriptions = load_descriptions(recipe.data.label_descriptions, recipe.labels)
-    instruction = instruction_text(recipe.data.instruction, recipe.labels, descriptions)
+    assert recipe.prompt.chat is not None
+    instruction = recipe.prompt.chat.instruction  # descriptions folded in when it was resolved
     return f"""## Use it without rvl-llm
 
 The model was trained on chat prompts: the user's turn of the tokenizer's chat template holds an
@@ -254,7 +255,7 @@ model = {auto}.from_pretrained("{FOLDER}").eval()
 tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
 LABELS = {labels}
 INSTRUCTION = {json.dumps(instruction)}
-MAX_LEN = {recipe.data.max_len}
+MAX_LEN = {recipe.prompt.max_len}
 DOCUMENT, ANSWER = "\u27e6document\u27e7", "\u27e6answer\u27e7"  # stand-ins to cut at
 
 chat = tokenizer.apply_chat_template(

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from rvl_llm.errors import RvlError
-from rvl_llm.options import cli
+from rvl_llm.options import cli, trust_remote_code_field
 from rvl_llm.recipe import EXPORT_DTYPES
 
 
@@ -33,9 +33,7 @@ class ExportConfig:
         help="Dtype of merged or full weights [the dtype the checkpoint ran in]."))
     overwrite: bool = field(default=False, metadata=cli(
         "--overwrite", help="Replace -o if it holds an earlier export (never other files)."))
-    trust_remote_code: bool = field(default=False, metadata=cli(
-        "--trust-remote-code",
-        help="Allow the model's own code (never taken from the checkpoint's recipe)."))
+    trust_remote_code: bool = trust_remote_code_field()
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in EXPORT_DTYPES:

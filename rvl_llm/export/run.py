@@ -14,30 +14,32 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import (
-    discard_staging_dir,
-    make_staging_dir,
-    replace_dir,
-    write_text_atomic,
-)
+from rvl_llm.atomic import replace_dir, staging_dir, write_text_atomic
 from rvl_llm.errors import RvlError, write_reason
 from rvl_llm.export.card import model_card
 from rvl_llm.export.config import ExportConfig
+from rvl_llm.inference import Decode
+from rvl_llm.inference.base_model import HEAD_NAMES, torch_dtype
+from rvl_llm.inference.calibration import CALIBRATION_NAME, calibration_note, read_temperature
 from rvl_llm.inference.checkpoint import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     check_weights,
+    checkpoint_tokenizer,
+    load_checkpoint,
+    recipe_model,
     weights_folder,
 )
+from rvl_llm.inference.distributed import device_map
+from rvl_llm.logs import Log
 from rvl_llm.recipe import RECIPE_NAME, ExportInfo, Recipe
 
-Log = Callable[[str], None]
 CARD_NAME = "README.md"
 EVAL_DIR = "eval"  # eval's default output folder inside a checkpoint
 MODEL_CONFIG = "config.json"
@@ -57,6 +59,7 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
     checkpoint = weights_folder(cfg.checkpoint, "-c")
     recipe = Recipe.read(checkpoint)
     check_weights(checkpoint)  # damaged files are named before anything is written
+    temperature = read_temperature(checkpoint)  # eval --calibrate's; a damaged one is refused
     target = check_target(cfg, checkpoint)
     adapter = recipe.trainable in ("lora", "qlora")
     merge = cfg.merge and adapter
@@ -71,12 +74,18 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
     from safetensors import SafetensorError  # a Rust binding, light to import
 
     card = model_card(exported, eval_metrics(checkpoint, recipe))
+    if temperature is not None:  # the export answers with the checkpoint's probabilities
+        card += calibration_note(temperature)
 
-    with _staging(target) as staging:
+    # "-o ." has no name to put a staging folder beside: resolve it first.
+    with staging_dir(target.resolve(), lambda err: f"-o {target}: cannot write there "
+                     f"({err.strerror or err})") as staging:
+        assert staging is not None  # this process makes it
         if adapter and not merge:
             say(f"export: the {recipe.trainable} adapter of {checkpoint} (base "
                 f"{recipe.model_location})")
-            model, tokenizer = None, _tokenizer(checkpoint, recipe, cfg.trust_remote_code)
+            model, tokenizer = None, checkpoint_tokenizer(checkpoint, recipe,
+                                                          cfg.trust_remote_code)
         else:
             say(f"export: loading {checkpoint}" + (" and merging its adapter" if merge else ""))
             model, tokenizer = _full_model(checkpoint, recipe, merge, dtype,
@@ -88,6 +97,8 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
                 model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             write_text_atomic(staging / CARD_NAME, card)
+            if temperature is not None:
+                shutil.copyfile(checkpoint / CALIBRATION_NAME, staging / CALIBRATION_NAME)
             exported.write(staging)  # last: a folder with a recipe is complete
             replace_dir(staging, target.resolve())  # an earlier export goes only now
         except (OSError, RuntimeError, SafetensorError) as err:
@@ -150,7 +161,7 @@ def exported_recipe(recipe: Recipe, checkpoint: Path, *, merged: bool, dtype: st
     if adapter_only:
         return replace(recipe, exported=info)
     return replace(recipe, settings=replace(recipe.settings, trainable="full"),
-                   quantization=None, mixed_precision=None if dtype == "fp32" else dtype,
+                   quantization=None, mixed_precision=dtype,
                    exported=info)
 
 
@@ -165,7 +176,7 @@ def eval_metrics(checkpoint: Path, recipe: Recipe) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue  # not ours to judge: the card just leaves it out
         if not isinstance(record, dict) or record.get("split") != "test" or record.get(
-                "decode") == "generate" or not isinstance(record.get("max_len"), int):
+                "decode") == Decode.GENERATE or not isinstance(record.get("max_len"), int):
             continue
         if record["max_len"] not in newest or mtime > newest[record["max_len"]][0]:
             newest[record["max_len"]] = (mtime, record)
@@ -195,33 +206,18 @@ def _write_adapter(checkpoint: Path, recipe: Recipe, folder: Path) -> None:
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def _tokenizer(checkpoint: Path, recipe: Recipe, trust_remote_code: bool) -> Any:
-    """The checkpoint's tokenizer with the pad token training used (as load_checkpoint does)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
-    if recipe.pad_token not in tokenizer.get_vocab():
-        raise RvlError(f"{checkpoint}: the recipe's pad token {recipe.pad_token!r} is not in "
-                       "the checkpoint's tokenizer")
-    tokenizer.pad_token = recipe.pad_token
-    return tokenizer
-
-
 def _full_model(checkpoint: Path, recipe: Recipe, merge: bool, dtype: str,
                 trust_remote_code: bool) -> tuple[Any, Any]:
     """The whole model in ``dtype``: full weights, a head on its base, or an adapter merged."""
-    from rvl_llm.inference.base_model import torch_dtype
-    from rvl_llm.inference.checkpoint import load_checkpoint
-
-    device_map = _device_map()
+    devices = device_map()  # every visible GPU, else the CPU
     quiet = _no_false_head_report() if not recipe.generative else nullcontext()
     if merge and recipe.quantization is not None:
-        tokenizer = _tokenizer(checkpoint, recipe, trust_remote_code)
+        tokenizer = checkpoint_tokenizer(checkpoint, recipe, trust_remote_code)
         with quiet:
-            model = _merged_qlora(checkpoint, recipe, tokenizer, device_map, trust_remote_code)
+            model = _merged_qlora(checkpoint, recipe, tokenizer, devices, trust_remote_code)
     else:
         with quiet:
-            loaded = load_checkpoint(checkpoint, device_map=device_map,
+            loaded = load_checkpoint(checkpoint, device_map=devices,
                                      trust_remote_code=trust_remote_code)
         model, tokenizer = loaded.model, loaded.tokenizer
         if merge:
@@ -235,20 +231,10 @@ def _merged_qlora(checkpoint: Path, recipe: Recipe, tokenizer: Any, device_map: 
                   trust_remote_code: bool) -> Any:
     """The 4-bit base loaded as training and eval load it, dequantised (the weights the adapter
     was trained against, in the compute dtype), with the adapter merged in."""
-    from peft import PeftModel
+    from peft import PeftModel  # heavy: imported when merging
 
-    from rvl_llm.inference.base_model import load_base_model
-
-    model = load_base_model(
-        recipe.model_location,
-        generative=recipe.generative,
-        labels=recipe.labels,
-        pad_token_id=tokenizer.convert_tokens_to_ids(recipe.pad_token),
-        dtype=recipe.mixed_precision,
-        quantization=recipe.quantization,
-        device_map=device_map,
-        trust_remote_code=trust_remote_code,
-    )
+    model = recipe_model(recipe, None, tokenizer.convert_tokens_to_ids(recipe.pad_token),
+                         device_map, trust_remote_code)
     try:
         model = model.dequantize()
         model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
@@ -291,28 +277,5 @@ class _HeadReportFilter:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the report's colours
-# Names transformers gives a new classification head (train's HEAD_NAMES), as key prefixes.
-_HEAD_KEYS = ("score.", "classifier.", "classification_head.")
+_HEAD_KEYS = tuple(f"{name}." for name in HEAD_NAMES)  # a new head's weights, as key prefixes
 
-
-def _device_map() -> str | None:
-    """Every visible GPU; the CPU when there is none."""
-    import torch
-
-    return "auto" if torch.cuda.is_available() else None
-
-
-@contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` (creating it proves the place writable before
-    anything heavy runs). On failure it is removed with every parent folder this created."""
-    target = target.resolve()  # "-o ." has no name to put a staging folder beside
-    try:
-        staging, created = make_staging_dir(target)
-    except OSError as err:
-        raise RvlError(f"-o {target}: cannot write there ({err.strerror or err})") from err
-    try:
-        yield staging
-    except BaseException:
-        discard_staging_dir(staging, created)
-        raise

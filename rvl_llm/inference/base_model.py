@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from rvl_llm.presets import Preset
     from rvl_llm.recipe import Quantization
 
+# Names transformers gives the new head of *ForSequenceClassification models.
+HEAD_NAMES = ("score", "classifier", "classification_head")
+
+
 def bf16_supported() -> bool:
     """CUDA: ask the device. CPU: torch's CPU autocast runs bf16 everywhere (natively with
     AVX512-BF16/AMX, emulated and slower otherwise), so it is supported, if not always fast."""
@@ -31,7 +35,9 @@ def cuda_available() -> bool:
 def torch_dtype(name: str | None) -> Any:
     import torch
 
-    return {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    # None: no dtype asked for (full precision), as "fp32".
+    return {None: torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
+            "fp16": torch.float16}[name]
 
 def load_base_model(
     location: str,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.base_model import load_base_model
 from rvl_llm.recipe import RECIPE_NAME, Recipe
 
 FINAL_DIR = "final"
@@ -100,19 +101,37 @@ def check_weights(folder: Path) -> None:
                            "use another one") from err
 
 
-def _load(path: Path, recipe: Recipe, device_map: Any, trust_remote_code: bool) -> LoadedCheckpoint:
-    from transformers import AutoTokenizer
-
-    from rvl_llm.inference.base_model import load_base_model
+def checkpoint_tokenizer(path: Path, recipe: Recipe, trust_remote_code: bool) -> Any:
+    """The checkpoint's own tokenizer with the pad token training used (the recipe's)."""
+    from transformers import AutoTokenizer  # heavy: imported when a checkpoint is loaded
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if recipe.pad_token not in tokenizer.get_vocab():
         raise RvlError(f"{path}: the recipe's pad token {recipe.pad_token!r} is not in the "
                        "checkpoint's tokenizer")
     tokenizer.pad_token = recipe.pad_token
+    return tokenizer
+
+
+def _load(path: Path, recipe: Recipe, device_map: Any, trust_remote_code: bool) -> LoadedCheckpoint:
+    tokenizer = checkpoint_tokenizer(path, recipe, trust_remote_code)
     pad_token_id = tokenizer.convert_tokens_to_ids(recipe.pad_token)
-    model = load_base_model(
-        str(path) if recipe.trainable == "full" else recipe.model_location,
+    model = recipe_model(recipe, str(path) if recipe.trainable == "full" else None,
+                         pad_token_id, device_map, trust_remote_code)
+    if recipe.trainable == "classifier":
+        _load_head(model, path / MODEL_WEIGHTS)
+    elif recipe.trainable in ("lora", "qlora"):
+        model = _load_adapter(model, path)
+    model.eval()
+    return LoadedCheckpoint(model, tokenizer, recipe, pad_token_id)
+
+
+def recipe_model(recipe: Recipe, location: str | None, pad_token_id: int, device_map: Any,
+                 trust_remote_code: bool) -> Any:
+    """The model as the recipe built it, from ``location`` (full weights) or else the recipe's
+    base: its mode, label set, dtype and (QLoRA) 4-bit settings."""
+    return load_base_model(
+        location or recipe.model_location,
         generative=recipe.generative,
         labels=recipe.labels,
         pad_token_id=pad_token_id,
@@ -121,12 +140,6 @@ def _load(path: Path, recipe: Recipe, device_map: Any, trust_remote_code: bool) 
         device_map=device_map,
         trust_remote_code=trust_remote_code,
     )
-    if recipe.trainable == "classifier":
-        _load_head(model, path / MODEL_WEIGHTS)
-    elif recipe.trainable in ("lora", "qlora"):
-        model = _load_adapter(model, path)
-    model.eval()
-    return LoadedCheckpoint(model, tokenizer, recipe, pad_token_id)
 
 
 def _load_head(model: Any, weights: Path) -> None:

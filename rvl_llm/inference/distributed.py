@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
+
+from rvl_llm.inference.base_model import cpu_only, cuda_available
+from rvl_llm.inference.scoring import Predictions
+
 T = TypeVar("T")
 
 
 def process_state() -> Any:
     """accelerate's PartialState, on CPU when there is no GPU (gloo between CPU processes)."""
     from accelerate import PartialState
-
-    from rvl_llm.inference.base_model import cpu_only
 
     return PartialState(cpu=cpu_only())
 
@@ -33,6 +36,38 @@ def contiguous_share(n: int, rank: int, world: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def share_of(dataset: Any, rank: int, world: int) -> Any:
+    """Process ``rank``'s contiguous share of a ``datasets.Dataset``; the dataset itself when
+    the share is all of it."""
+    start, end = contiguous_share(len(dataset), rank, world)
+    if (start, end) == (0, len(dataset)):
+        return dataset
+    # An empty share (fewer rows than processes) is an empty list: datasets refuses range(n, n)
+    # at the end of the split.
+    return dataset.select(range(start, end) if end > start else [])
+
+
+def concatenate_predictions(shares: list[Predictions]) -> Predictions:
+    """One Predictions from the processes' contiguous shares, in rank (= input) order."""
+    if len(shares) == 1:
+        return shares[0]
+
+    def joined(name: str) -> Any:
+        parts = [getattr(s, name) for s in shares]
+        return None if parts[0] is None else np.concatenate(parts)
+
+    generated = [s.generated for s in shares]
+    return Predictions(
+        doc_ids=[d for s in shares for d in s.doc_ids],
+        true=joined("true"),
+        predicted=joined("predicted"),
+        probs=joined("probs"),
+        generated=None if generated[0] is None else [g for part in generated for g in part],
+        invalid=sum(s.invalid for s in shares),
+        scores=joined("scores"),
+    )
+
+
 def gather_in_rank_order(share: T, state: Any) -> list[T]:
     """Every process's ``share`` in rank order (each process gets the list). A collective: every
     process must call it, the same number of times."""
@@ -43,11 +78,18 @@ def gather_in_rank_order(share: T, state: Any) -> list[T]:
     return list(gather_object([share]))
 
 
-def inference_device_map(state: Any) -> Any:
-    """Where a process puts its model: its own device under a multi-process launch; one process
-    spreads layers over every visible GPU (only if one is too small); None on CPU."""
-    if state.num_processes > 1:
-        return {"": state.device}
-    import torch
+def device_map(device: str | None = None, state: Any = None) -> Any:
+    """``from_pretrained``'s device_map: the one rule train, eval, predict and export load by.
 
-    return "auto" if torch.cuda.is_available() else None
+    ``device`` as asked: "auto" spreads the layers over every visible GPU; "cpu" is None (plain
+    tensors, nothing dispatched); another device ("cuda:1") holds the whole model. None chooses:
+    under a multi-process launch (``state``) each process's own device; else every visible GPU,
+    or the CPU when there is none.
+    """
+    if device is None and state is not None and state.num_processes > 1:
+        device = str(state.device)
+    if device is None:
+        device = "auto" if cuda_available() else "cpu"
+    if device == "auto":
+        return "auto"
+    return None if device == "cpu" else {"": device}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rvl_llm.errors import RvlError
-from rvl_llm.inference import DECODES
+from rvl_llm.inference import DECODES, Decode
 from rvl_llm.pipeline.manifest import TemplateIds
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def predict(
     *,
     pad_token_id: int,
     batch_size: int = 8,
-    decode: str = "score",
+    decode: str = Decode.SCORE,
     tokenizer: Any = None,
     labels: Sequence[str] | None = None,
     class_chunk: int | None = None,
@@ -68,7 +68,7 @@ def predict(
     if decode not in DECODES:
         raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
     generative = template.mode == "generative"
-    if generative and decode == "generate" and (tokenizer is None or labels is None):
+    if generative and decode == Decode.GENERATE and (tokenizer is None or labels is None):
         raise ValueError('decode="generate" needs the tokenizer and the label names')
     columns = dataset.select_columns(["prompt_len", "label", "doc_id"]).with_format("numpy")[:]
     lengths = np.asarray(columns["prompt_len"], dtype=np.int64)
@@ -81,7 +81,7 @@ def predict(
         return [list(r[:k]) for r, k in zip(rows, lengths[batch], strict=True)]
 
     run = _Run(model, template, pad_token_id, batch_size, class_chunk)
-    if generative and decode == "generate":
+    if generative and decode == Decode.GENERATE:
         generated = run.generate(lengths, prompts_of, tokenizer, progress)
         return _finish(doc_ids, true, None, generated, labels)
     return _finish(doc_ids, true, run.scores(lengths, prompts_of, progress), None, labels)

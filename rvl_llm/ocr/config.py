@@ -38,7 +38,8 @@ class OcrSettings:
     psm: int = field(default=3, metadata=cli(
         "--psm", help="Tesseract page segmentation mode (3: fully automatic)."))
     dpi: int = field(default=200, metadata=cli(
-        "--dpi", help="Resolution PDF pages without a text layer are rendered at for OCR."))
+        "--dpi", help="Resolution PDF pages without a text layer are rendered at for OCR (a "
+        "page that is one scanned image: at the image's own)."))
     force_ocr: bool = field(default=False, metadata=cli(
         "--force-ocr", help="OCR every PDF page, even one with a text layer."))
     page_separator: str = field(default="\f", metadata=cli(

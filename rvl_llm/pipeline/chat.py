@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,18 +23,15 @@ from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.template import make_template
 from rvl_llm.pipeline.tokenize import (
-    _resolved_config,
-    _token_content,
     batch_encoder,
     encode_after,
     encode_segment,
+    resolved_config,
+    token_content,
 )
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-
-    from rvl_llm.pipeline.config import PrepareConfig
-    from rvl_llm.presets import Preset
 
 # The user turn's instruction unless --instruction replaces it; "{labels}" (here or in
 # --instruction) becomes the label set, comma-separated.
@@ -65,23 +63,10 @@ class ChatPrompt:
     instruction: str  # the user turn before the document: instruction, descriptions, heading
 
 
-def resolve_prompt(cfg: PrepareConfig, preset: Preset | None) -> str:
-    """The prompt style a generative run uses: --prompt, else the preset's, else plain. A
-    classifier has no prompt ("plain": the document alone)."""
-    if not cfg.generative:
-        return "plain"
-    style = cfg.prompt or (preset.prompt if preset is not None else "plain")
-    if style != "chat" and (cfg.instruction is not None or cfg.label_descriptions is not None):
-        option = "--instruction" if cfg.instruction is not None else "--label-descriptions"
-        raise RvlError(f"{option}: only a chat prompt has an instruction, and --model "
-                       f"{cfg.model}'s prompt is {style}; add --prompt chat")
-    return style
-
-
 def template_from_files(folder: Path) -> ChatTemplate | None:
     """The chat template transformers would load from ``folder``: chat_template.jinja, else
     tokenizer_config.json's ``chat_template`` (its "default" when it lists several)."""
-    config = _resolved_config(folder)
+    config = resolved_config(folder)
     text: Any = None
     if (folder / "chat_template.jinja").is_file():
         text = (folder / "chat_template.jinja").read_text(encoding="utf-8")
@@ -93,41 +78,20 @@ def template_from_files(folder: Path) -> ChatTemplate | None:
             text = text.get("default")
     if not isinstance(text, str) or not text:
         return None
-    tokens = tuple((n, c) for n in TEMPLATE_TOKENS if (c := _token_content(config.get(n))))
+    tokens = tuple((n, c) for n in TEMPLATE_TOKENS if (c := token_content(config.get(n))))
     return ChatTemplate(text, tokens)
 
 
-def template_from_transformers(tokenizer: Any) -> ChatTemplate | None:
-    """A loaded transformers tokenizer's chat template (a checkpoint's: predict)."""
-    text = getattr(tokenizer, "chat_template", None)
-    if isinstance(text, dict):
-        text = text.get("default")
-    if not isinstance(text, str) or not text:
-        return None
-    found = tokenizer.special_tokens_map
-    return ChatTemplate(text, tuple((n, str(found[n])) for n in TEMPLATE_TOKENS if found.get(n)))
-
-
-def chat_prompt(cfg: PrepareConfig, template: ChatTemplate | None,
-                labels: Sequence[str]) -> ChatPrompt:
-    """The prompt ``cfg`` asks for with ``template`` (None: the tokenizer has none, an error)."""
+def chat_prompt(template: ChatTemplate | None, *, instruction: str | None,
+                label_descriptions: Path | None, labels: Sequence[str], model: str) -> ChatPrompt:
+    """The chat prompt of ``template`` (None: the tokenizer has none, an error), its instruction
+    with the label descriptions folded in."""
     if template is None:
-        raise RvlError(f"--prompt chat: --model {cfg.model}'s tokenizer has no chat template "
+        raise RvlError(f"--prompt chat: --model {model}'s tokenizer has no chat template "
                        "(no chat_template.jinja, none in tokenizer_config.json); use --prompt "
                        "plain")
-    descriptions = load_descriptions(cfg.label_descriptions, labels)
-    return ChatPrompt(template, instruction_text(cfg.instruction, labels, descriptions))
-
-
-def key_settings(cfg: PrepareConfig, folder: Path, labels: Sequence[str]) -> dict[str, Any]:
-    """What a chat prompt adds to the cache key, in clear text (and every check, before any
-    build): the template, the instruction and the descriptions."""
-    prompt = chat_prompt(cfg, template_from_files(folder), labels)
-    return {
-        "chat_template": prompt.template.text,
-        "template_tokens": dict(prompt.template.tokens),
-        "instruction": prompt.instruction,
-    }
+    descriptions = load_descriptions(label_descriptions, labels)
+    return ChatPrompt(template, instruction_text(instruction, labels, descriptions))
 
 
 def load_descriptions(path: Path | None, labels: Sequence[str]) -> dict[str, str]:
@@ -170,7 +134,7 @@ def instruction_text(instruction: str | None, labels: Sequence[str],
 def render(template: ChatTemplate, messages: list[dict[str, str]], *,
            add_generation_prompt: bool = False) -> str:
     """The conversation as transformers' ``apply_chat_template(..., tokenize=False)`` renders it."""
-    import jinja2
+    import jinja2  # lazy, as the imports below: only a chat prompt renders a template
     from jinja2 import nodes
     from jinja2.ext import Extension, loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -195,8 +159,6 @@ def render(template: ChatTemplate, messages: list[dict[str, str]], *,
                           sort_keys=sort_keys)
 
     def strftime_now(fmt: str) -> str:
-        from datetime import datetime
-
         return datetime.now().strftime(fmt)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
@@ -246,7 +208,7 @@ def segments(prompt: ChatPrompt, special_tokens: Sequence[str], model: str) -> S
 def chat_template_ids(backend: Tokenizer, prompt: ChatPrompt, *, labels: Sequence[str],
                       max_len: int, model: str) -> TemplateIds:
     """The template of ``prompt``: prefix + document + directive | class name + end of turn."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: a Rust extension, loaded with the tokenizer
 
     template_backend = Tokenizer.from_str(backend.to_str())  # a copy: documents keep theirs
     template_backend.encode_special_tokens = False  # the template's special tokens are tokens

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from rvl_llm.pipeline.corpus import is_empty_text
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.sources import Bad, DocChunk
-from rvl_llm.pipeline.template import Row, build_row
-from rvl_llm.pipeline.tokenize import EncodeBatch, encode_documents
+from rvl_llm.pipeline.template import Row
+from rvl_llm.pipeline.tokenize import EncodeBatch
+from rvl_llm.pipeline.truncation import HEAD, Truncation, document_rows, encode_for
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,17 @@ _END = object()
 
 
 def build_chunks(
-    doc_chunks: Iterator[DocChunk], encode: EncodeBatch, template: TemplateIds
+    doc_chunks: Iterator[DocChunk],
+    encode: EncodeBatch,
+    template: TemplateIds,
+    truncation: Truncation = HEAD,
+    *,
+    train: bool = False,
 ) -> Iterator[Chunk]:
     """Rows for the source's chunks in order; one chunk is read ahead in a thread, no more, so
-    memory stays flat in corpus size."""
+    memory stays flat in corpus size. A document gives one row, or one per window
+    (``--truncation chunks``; ``train``: the train split, where ``--train-chunks`` applies),
+    each with the document's meta (its ``doc_id`` ties them together)."""
     with ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(next, doc_chunks, _END)
         while True:
@@ -51,8 +59,12 @@ def build_chunks(
                 return
             ahead = reader.submit(next, doc_chunks, _END)
             docs, bad = got
-            ids = encode_documents(encode, [d.text for d in docs], template.document_budget)
-            rows = [build_row(t, d.label, template) for t, d in zip(ids, docs, strict=True)]
-            meta = [RowMeta(d.doc_id, d.label, is_empty_text(d.text), d.replaced_utf8)
-                    for d in docs]
+            pieces = encode_for(truncation, encode, [d.text for d in docs],
+                                template.document_budget)
+            rows, meta = [], []
+            for doc, piece in zip(docs, pieces, strict=True):
+                got = document_rows(piece, doc.label, template, truncation, train=train)
+                rows += got
+                meta += [RowMeta(doc.doc_id, doc.label, is_empty_text(doc.text),
+                                 doc.replaced_utf8)] * len(got)
             yield Chunk(rows, meta, bad)

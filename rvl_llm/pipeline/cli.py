@@ -6,12 +6,15 @@ Thin: flags -> PrepareConfig -> run_prepare. No torch import on any of these pat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rvl_llm.atomic import find_staging
 from rvl_llm.config_file import config_file_option
+from rvl_llm.errors import RvlError
 from rvl_llm.options import click_options
+from rvl_llm.pipeline.cache import entry_bytes, list_entries, unreadable_count, verify_split
 from rvl_llm.pipeline.config import DEFAULT_CACHE_DIR, PrepareConfig
 
 SHOWN_SKIPS = 50  # skipped files or rows printed one a line; the manifest lists them all
@@ -22,6 +25,7 @@ SHOWN_SKIPS = 50  # skipped files or rows printed one a line; the manifest lists
 @click_options(PrepareConfig)
 def prepare_command(**flags: object) -> None:
     """Tokenise a corpus once into versioned Arrow shards; print the shard folder last."""
+    # Lazy for start-up: the build pulls the tokenizer stack; --help stays instant.
     from rvl_llm.pipeline.prepare import run_prepare
 
     result = run_prepare(PrepareConfig(**flags), log=lambda msg: click.echo(msg, err=True))  # type: ignore[arg-type]
@@ -45,12 +49,7 @@ def cache_group() -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR)
 def cache_ls(cache_dir: Path) -> None:
     """List cache entries with their settings and sizes; exit 1 if any cannot be read."""
-    from rvl_llm.errors import RvlError
-    from rvl_llm.pipeline.cache import entry_bytes, list_entries, unreadable_count
-
-    entries, unreadable = list_entries(cache_dir)
-    if not entries and not unreadable:
-        click.echo(f"no cache entries in {cache_dir}")
+    entries, unreadable = _entries(cache_dir)
     for m in entries:
         splits = " ".join(f"{s}={info.rows}" for s, info in m.splits.items())
         click.echo(
@@ -74,16 +73,11 @@ def cache_ls(cache_dir: Path) -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR)
 def cache_verify(cache_dir: Path) -> None:
     """Check every shard's size and checksum; exit 1 if any is damaged or unreadable."""
-    from rvl_llm.errors import RvlError
-    from rvl_llm.pipeline.cache import list_entries, split_problem, unreadable_count
-
-    entries, unreadable = list_entries(cache_dir)
-    if not entries and not unreadable:
-        click.echo(f"no cache entries in {cache_dir}")
+    entries, unreadable = _entries(cache_dir)
     damaged = 0
     for m in entries:
         for split in m.splits:
-            problem = split_problem(m, split)
+            problem = verify_split(m, split)  # every byte, not only sizes
             damaged += problem is not None
             click.echo(f"{m.key} {split:<10} {'OK' if problem is None else problem}")
     for _folder, why in unreadable:
@@ -92,3 +86,11 @@ def cache_verify(cache_dir: Path) -> None:
     wrong += [unreadable_count(unreadable)] if unreadable else []
     if wrong:
         raise RvlError(f"{' and '.join(wrong)} in {cache_dir}; prepare rebuilds them")
+
+
+def _entries(cache_dir: Path) -> tuple[list[Any], list[tuple[Path, str]]]:
+    """The cache's entries and its unreadable folders (with why); says so when there is none."""
+    entries, unreadable = list_entries(cache_dir)
+    if not entries and not unreadable:
+        click.echo(f"no cache entries in {cache_dir}")
+    return entries, unreadable

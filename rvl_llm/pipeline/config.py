@@ -1,14 +1,16 @@
 """PrepareConfig: every setting of the prepare stage, once, checked on construction.
 
-This is the one place a prepare setting is added. Its ``cli`` metadata makes the option of
-`prepare` and `train` (``rvl_llm.options``), the run recipe nests the whole config verbatim, and
-eval and resume take it from there with ``dataclasses.replace``: a new field reaches every stage
-with no other edit.
+It is made of two parts, each the one place its kind of setting is added: ``SourceSettings``
+(where documents come from: the source, its columns, the split rules and the subset) and
+``PromptSettings`` (``rvl_llm.pipeline.prompt``: how a document becomes a row), plus how the
+build runs (model, splits, cache folder). Each field's ``cli`` metadata makes the option of
+`prepare` and `train` (``rvl_llm.options``); a field of either part reaches the cache key, the
+recipe and eval with no other edit (lists of names are derived from ``fields()``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -16,43 +18,29 @@ import click
 
 from rvl_llm.errors import RvlError
 from rvl_llm.labels import load_labels
-from rvl_llm.options import cli
+from rvl_llm.options import (
+    cli,
+    progress_field,
+    skip_bad_field,
+    trust_remote_code_field,
+)
+from rvl_llm.pipeline.listing import resolved_data, resolved_split_file
 from rvl_llm.pipeline.manifest import SPLITS
+from rvl_llm.pipeline.prompt import PromptSettings
 
-DEFAULT_RESPONSE_TEMPLATE = "\n\n### Classification:"
 DEFAULT_CACHE_DIR = Path("data_cache")  # also the default of `rvl-llm cache ls/verify`
 # What --data can be: a folder of OCR JSON files, table files, or a Hugging Face dataset.
 DATA_FORMATS = ("folder", "jsonl", "json", "csv", "parquet", "datasets")
-PROMPT_STYLES = ("plain", "chat")
 
 
-@dataclass(frozen=True)
-class PrepareConfig:
+@dataclass(frozen=True, kw_only=True)
+class SourceSettings:
+    """Where the documents come from: the source, its columns, the split rules, the subset."""
+
     data_dir: Path = field(metadata=cli(
         "-d", "--data",
         help="A folder of OCR JSON files; a .jsonl, .json, .csv or .parquet file or a folder of "
         "them; a datasets save_to_disk folder; or hf:NAME[:CONFIG]."))
-    model: str = field(metadata=cli(
-        "-m", "--model", help="Preset, local folder or hub id (prepare uses its tokenizer)."))
-    max_len: int = field(default=512, metadata=cli(
-        "--max-len", help="Tokens per document row, special tokens and completion included."))
-    generative: bool = field(default=False, metadata=cli(
-        "-g", "--generative",
-        help="Prompt + ' class name' + EOS with a completion-only loss mask (else a classifier)."))
-    response_template: str = field(default=DEFAULT_RESPONSE_TEMPLATE, metadata=cli(
-        "--response-template", help="Directive after the document in generative mode."))
-    prompt: str | None = field(default=None, metadata=cli(
-        "--prompt", type=click.Choice(PROMPT_STYLES),
-        help="Generative prompt: plain (document + response template) or chat (the tokenizer's "
-        "chat template) [the preset's, else plain]."))
-    instruction: str | None = field(default=None, metadata=cli(
-        "--instruction", help="Chat prompt: the user turn's instruction before the document "
-        "[names the label set]."))
-    label_descriptions: Path | None = field(default=None, metadata=cli(
-        "--label-descriptions",
-        help="Chat prompt: a file of 'class name: description' lines added to the instruction."))
-    splits: tuple[str, ...] = field(default=SPLITS, metadata=cli(
-        "--splits", help="Splits to build, comma-separated (the cache key covers all)."))
     prefix_train: str = field(default="train_", metadata=cli("--prefix-train"))
     prefix_validation: str = field(default="validation_", metadata=cli("--prefix-validation"))
     prefix_test: str = field(default="test_", metadata=cli("--prefix-test"))
@@ -78,30 +66,13 @@ class PrepareConfig:
         "--train-per-class", help="N train documents per class (all of a smaller class) [all]."))
     subset_seed: int = field(default=1234, metadata=cli(
         "--subset-seed", help="Seed of --train-size / --train-per-class sampling."))
-    split_file: Path | None = field(default=None, metadata=cli(
-        "--split-file", help="JSON or text file listing the document ids (or file names) of "
-        "each split: a published subset."))
-    cache_dir: Path = field(default=DEFAULT_CACHE_DIR, metadata=cli("--cache-dir"))
-    skip_bad_files: bool = field(default=False, metadata=cli(
-        "--skip-bad-rows", "--skip-bad-files",
-        help="Skip files or table rows that would be errors; the manifest lists them."))
-    trust_remote_code: bool = field(default=False, metadata=cli(
-        "--trust-remote-code", help="Allow the model's own code from the hub (off unless asked)."))
-    tokenize_batch: int = 512  # documents per tokenizer batch and per record batch
-    progress: bool | None = field(default=None, metadata=cli(
-        "--progress/--no-progress", help="Progress bar [on a terminal]."))
+    split_file: tuple[str, ...] = field(default=(), metadata=cli(
+        "--split-file", multiple=True, default=(), callback=None, show_default=False,
+        help="A file listing the document ids of each split (a published subset; JSON, "
+        "'split id' lines, bare ids whose prefix is the split, or a predictions.tsv), or "
+        "SPLIT=FILE listing one split's ids. Repeatable."))
 
     def __post_init__(self) -> None:
-        if self.max_len < 1:
-            raise RvlError(f"--max-len {self.max_len}: must be a positive number of tokens")
-        unknown = [s for s in self.splits if s not in SPLITS]
-        if unknown or not self.splits:
-            raise RvlError(f"--splits {','.join(self.splits)}: choose from {', '.join(SPLITS)}")
-        if self.generative and not self.response_template.strip():
-            raise RvlError("--response-template: must not be empty in generative mode")
-        self._check_prompt()
-        if self.tokenize_batch < 1:
-            raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
         for option, value in (("--train-size", self.train_size),
                               ("--train-per-class", self.train_per_class)):
             if value is not None and value < 1:
@@ -109,20 +80,6 @@ class PrepareConfig:
         if self.train_size is not None and self.train_per_class is not None:
             raise RvlError("--train-size and --train-per-class: choose one way to sample")
         self._check_prefixes()
-
-    def _check_prompt(self) -> None:
-        """What needs no preset: a chat prompt is generative; an instruction is a chat prompt's
-        (a preset's plain prompt with --instruction is refused where the preset is resolved)."""
-        if self.prompt == "chat" and not self.generative:
-            raise RvlError("--prompt chat: a prompt is for generative mode; add -g (a classifier "
-                           "reads the document alone)")
-        for option, value in (("--instruction", self.instruction),
-                              ("--label-descriptions", self.label_descriptions)):
-            if value is not None and (not self.generative or self.prompt == "plain"):
-                raise RvlError(f"{option}: only a chat prompt has an instruction; pass -g "
-                               "--prompt chat (or a preset whose prompt is chat)")
-        if self.instruction is not None and not self.instruction.strip():
-            raise RvlError("--instruction: must not be empty")
 
     def _check_prefixes(self) -> None:
         """Every file must belong to one split at most: an empty prefix, or one that starts
@@ -138,28 +95,10 @@ class PrepareConfig:
                                "could belong to both splits; choose prefixes that do not start "
                                "one another")
 
-    def resolved(self) -> PrepareConfig:
-        """The settings with every path made absolute (a dataset name ``hf:NAME`` stays as it
-        is): what a recipe records, so a checkpoint is evaluated the same from any folder."""
-        from rvl_llm.pipeline.sources import resolved_data
-
-        return replace(
-            self,
-            data_dir=resolved_data(self.data_dir),
-            cache_dir=self.cache_dir.resolve(),
-            split_file=self.split_file.resolve() if self.split_file else None,
-            label_descriptions=(self.label_descriptions.resolve() if self.label_descriptions
-                                else None),
-        )
-
     def label_names(self) -> tuple[str, ...]:
         if self.labels is not None:
             return tuple(self.labels)
         return load_labels(self.labels_file)
-
-    @property
-    def mode(self) -> str:
-        return "generative" if self.generative else "classifier"
 
     def prefix(self, split: str) -> str:
         return {
@@ -167,3 +106,45 @@ class PrepareConfig:
             "validation": self.prefix_validation,
             "test": self.prefix_test,
         }[split]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareConfig(PromptSettings, SourceSettings):
+    """The source and the prompt settings, and how the build runs."""
+
+    model: str = field(metadata=cli(
+        "-m", "--model", help="Preset, local folder or hub id (prepare uses its tokenizer)."))
+    splits: tuple[str, ...] = field(default=SPLITS, metadata=cli(
+        "--splits", help="Splits to build, comma-separated (the cache key covers all)."))
+    cache_dir: Path = field(default=DEFAULT_CACHE_DIR, metadata=cli("--cache-dir"))
+    skip_bad_files: bool = skip_bad_field()
+    trust_remote_code: bool = trust_remote_code_field()
+    tokenize_batch: int = 512  # documents per tokenizer batch and per record batch
+    progress: bool | None = progress_field()
+
+
+    def __post_init__(self) -> None:
+        SourceSettings.__post_init__(self)
+        PromptSettings.__post_init__(self)
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown or not self.splits:
+            raise RvlError(f"--splits {','.join(self.splits)}: choose from {', '.join(SPLITS)}")
+        if self.tokenize_batch < 1:
+            raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
+
+    @property
+    def prompt_settings(self) -> PromptSettings:
+        """The prompt part, whole (its fields are PromptSettings')."""
+        return PromptSettings(**{f.name: getattr(self, f.name) for f in fields(PromptSettings)})
+
+    def resolved(self) -> PrepareConfig:
+        """The settings with every path made absolute (a dataset name ``hf:NAME`` stays as it
+        is): what a recipe records, so a checkpoint is evaluated the same from any folder."""
+        return replace(
+            self,
+            data_dir=resolved_data(self.data_dir),
+            cache_dir=self.cache_dir.resolve(),
+            split_file=tuple(resolved_split_file(spec) for spec in self.split_file),
+            label_descriptions=(self.label_descriptions.resolve() if self.label_descriptions
+                                else None),
+        )

@@ -15,7 +15,7 @@ from typing import Any
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.sources import HUB_PREFIX, is_hub, our_split, resolved_data
+from rvl_llm.pipeline.listing import HUB_PREFIX, is_hub, our_split, resolved_data
 from rvl_llm.pipeline.tables import Block, TableSource
 
 

@@ -11,7 +11,7 @@ Predict's unlabelled documents are cut and tokenised by the same pipeline code
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 # Bump when the shard layout or the meaning of a column changes: it is part of every cache key.
 # 2: skipped files are {"name", "reason"} records, not "name: reason" strings.
-FORMAT_VERSION = 2
+# 3: each shard records its mtime when its checksum was computed (``ShardInfo.mtime_ns``).
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # label value outside the completion: ignored by the loss
@@ -85,6 +86,10 @@ class ShardInfo:
     rows: int
     bytes: int
     sha256: str
+    # The file's st_mtime_ns when sha256 was computed from it: a hit trusts a shard of this size
+    # and mtime without reading it (see cache.split_problem). Not part of a shard's identity: a
+    # byte-identical rebuild compares equal.
+    mtime_ns: int = field(compare=False)
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rvl_llm.atomic import replace_dir, write_json_atomic
+from rvl_llm.dataclass_json import to_json
 from rvl_llm.errors import RvlError
+from rvl_llm.logs import Log
 from rvl_llm.pipeline import cache
-from rvl_llm.pipeline.chat import key_settings as chat_key_settings
-from rvl_llm.pipeline.chat import resolve_prompt
 from rvl_llm.pipeline.chunks import build_chunks
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import BadFile
@@ -36,18 +36,19 @@ from rvl_llm.pipeline.manifest import (
     SplitInfo,
     TemplateIds,
 )
+from rvl_llm.pipeline.prompt import PromptSpec, resolve_prompt
+from rvl_llm.pipeline.rows import load_row_builder
 from rvl_llm.pipeline.selection import select_split, selection_settings
 from rvl_llm.pipeline.shards import ShardWriter
 from rvl_llm.pipeline.sources import Bad, Listing, Source, is_hub, open_source, resolved_data
 from rvl_llm.pipeline.tokenize import EncodeBatch
 from rvl_llm.presets import resolve_model
 
-Log = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class PrepareResult:
     manifest: Manifest
+    prompt: PromptSpec  # what every row was rendered from: the recipe stores it
     built: tuple[str, ...]  # splits tokenised by this call
     reused: tuple[str, ...]  # splits found complete in the cache
     seconds: float
@@ -81,13 +82,17 @@ class _Inputs:
     source: Source  # lists and reads the documents; its files key the cache
     tokenizer_dir: Path
     settings: dict[str, Any]
-    prompt: str  # the resolved prompt style: plain or chat
+    prompt: PromptSpec
 
 
-def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
+def run_prepare(cfg: PrepareConfig, log: Log | None = None,
+                prompt: PromptSpec | None = None) -> PrepareResult:
+    """``prompt``: a recipe's resolved prompt to render from (eval of a checkpoint); None
+    resolves it from ``cfg``'s prompt settings (prepare, train, zero-shot eval)."""
     start = time.perf_counter()
     say = log or (lambda _msg: None)
-    inputs = _resolve_inputs(cfg)
+    with cache.paused_gc():  # the listing: a million objects at 400k files, no cycles
+        inputs = _resolve_inputs(cfg, prompt)
     key = cache.cache_key(inputs.settings)
     root = cfg.cache_dir.resolve() / key
     manifest, unusable = cache.read_manifest(root)
@@ -95,7 +100,8 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
     if manifest is not None and _all_verified(checked, cfg.splits):
         # A hit takes no lock and writes nothing: a read-only cache serves it.
         _refuse_cached_skips(cfg, inputs.source, manifest, cfg.splits)
-        return PrepareResult(manifest, (), cfg.splits, time.perf_counter() - start)
+        return PrepareResult(manifest, inputs.prompt, (), cfg.splits,
+                             time.perf_counter() - start)
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
         _lock(stack, cfg, key, unusable)
@@ -118,7 +124,8 @@ def run_prepare(cfg: PrepareConfig, log: Log | None = None) -> PrepareResult:
             manifest = _build(cfg, inputs, root, key, manifest, todo, notes, say)
     assert manifest is not None
     reused = tuple(s for s in cfg.splits if s not in todo)
-    return PrepareResult(manifest, tuple(todo), reused, time.perf_counter() - start, tuple(notes))
+    return PrepareResult(manifest, inputs.prompt, tuple(todo), reused,
+                         time.perf_counter() - start, tuple(notes))
 
 
 def _check_splits(manifest: Manifest | None, splits: Sequence[str]) -> dict[str, str | None]:
@@ -166,29 +173,31 @@ def _reason(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def _resolve_inputs(cfg: PrepareConfig) -> _Inputs:
+def _resolve_inputs(cfg: PrepareConfig, prompt: PromptSpec | None) -> _Inputs:
     model = resolve_model(cfg.model)
-    prompt = resolve_prompt(cfg, model.preset)
     source = open_source(cfg)
     if source.unit == "files":  # a folder's listing is its scan: bad names stop even a hit
         _list_splits(cfg, source, list(cfg.splits))
     tokenizer_dir = model.tokenizer_dir()
+    if prompt is None:
+        prompt = resolve_prompt(cfg.resolved().prompt_settings, model=cfg.model,
+                                preset=model.preset, tokenizer_dir=tokenizer_dir,
+                                labels=source.labels)
+    elif prompt.tokenizer != cache.tokenizer_fingerprint(tokenizer_dir):
+        raise RvlError(f"--model {cfg.model}: its tokenizer files differ from those the recipe's "
+                       "prompt was made with; evaluate with the base model the run trained on")
+    # The key hashes every part but "source" (for people): the resolved prompt whole, the
+    # documents' identity and the subset (cache.cache_key).
     settings = {
         "format_version": FORMAT_VERSION,
-        "mode": cfg.mode,
-        "max_len": cfg.max_len,
-        "response_template": cfg.response_template if cfg.generative else None,
-        "labels": list(source.labels),
-        "tokenizer": cache.tokenizer_fingerprint(tokenizer_dir),
+        "mode": prompt.mode,
+        "max_len": prompt.max_len,
+        "labels": list(prompt.labels),
+        "prompt": to_json(prompt),
         "data": source.key_data(),
+        "selection": selection_settings(cfg),
+        "source": {"model": cfg.model, "location": model.location},
     }
-    selection = selection_settings(cfg)
-    if selection is not None:  # absent otherwise: entries without a subset keep their keys
-        settings["selection"] = selection
-    if prompt == "chat":  # absent otherwise: plain entries keep their keys
-        settings["response_template"] = None  # unused: the chat template makes the directive
-        settings["chat"] = chat_key_settings(cfg, tokenizer_dir, source.labels)
-    settings["source"] = {"model": cfg.model, "location": model.location}
     return _Inputs(source.labels, source, tokenizer_dir, settings, prompt)
 
 
@@ -235,11 +244,9 @@ def _build(
     notes: list[str],
     say: Log,
 ) -> Manifest:
-    from rvl_llm.pipeline.rows import load_row_builder
-
     listings = _list_splits(cfg, inputs.source, todo)
-    resolved = replace(cfg, labels=inputs.labels, prompt=inputs.prompt)
-    builder = load_row_builder(resolved, inputs.tokenizer_dir, log=say)
+    builder = load_row_builder(inputs.prompt, inputs.tokenizer_dir,
+                               trust_remote_code=cfg.trust_remote_code, log=say)
     encode, template = builder.encode, builder.template
     if manifest is None or manifest.template != template:
         manifest = Manifest(root, key, inputs.settings, template, {})
@@ -274,12 +281,13 @@ def _build_split(
     template: TemplateIds,
     root: Path,
 ) -> SplitInfo:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: a hit draws no bar
 
     start = time.perf_counter()
     entries = listing.entries
     keys, labels = [e.key for e in entries], [e.label for e in entries]
-    selection = select_split(split, keys, labels, cfg, inputs.labels)
+    selection = select_split(split, keys, labels, cfg, inputs.labels,
+                             doc_ids=lambda: inputs.source.doc_ids(entries))
     if selection.indexes is not None:  # only the selected documents are read and tokenised
         entries = [entries[i] for i in selection.indexes]
     skipped = [_skipped(cfg, bad) for bad in listing.bad]
@@ -292,13 +300,15 @@ def _build_split(
     bar = tqdm(total=len(entries), desc=f"prepare {split}", unit="doc", disable=progress)
     try:
         documents = inputs.source.read(split, entries, cfg.tokenize_batch)
-        for chunk in build_chunks(documents, encode, template):
+        truncation = inputs.prompt.settings.truncation_rule()
+        for chunk in build_chunks(documents, encode, template, truncation,
+                                  train=split == "train"):
             if chunk.bad and not cfg.skip_bad_files:
                 where, reason = chunk.bad[0]
                 raise BadFile(where, f"{reason} {_skip_hint(inputs.source)}")
             skipped += [_skipped(cfg, bad) for bad in chunk.bad]
             writer.write(chunk.rows, chunk.meta)
-            bar.update(len(chunk.rows) + len(chunk.bad))
+            bar.update(len({m.doc_id for m in chunk.meta}) + len(chunk.bad))  # docs, not windows
         shards = writer.close()
         replace_dir(folder, root / split)
     except BaseException as err:

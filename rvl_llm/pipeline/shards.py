@@ -89,9 +89,9 @@ class ShardWriter:
         self._sink.close()
         path = self._path
         assert path is not None
-        self.shards.append(
-            ShardInfo(path.name, self._rows_in_shard, path.stat().st_size, file_sha256(path))
-        )
+        stat = path.stat()
+        self.shards.append(ShardInfo(path.name, self._rows_in_shard, stat.st_size,
+                                     file_sha256(path), stat.st_mtime_ns))
         self._writer = None
         self._rows_in_shard = 0
 

@@ -9,49 +9,37 @@ been, so existing entries keep their keys.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from rvl_llm.errors import RvlError
+from rvl_llm.pipeline.cache import data_fingerprint
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import (
     BadFile,
-    Document,
     SourceFile,
+    file_id,
     read_document,
     scan_folder,
     split_files,
 )
+from rvl_llm.pipeline.hf_datasets import open_dataset
+from rvl_llm.pipeline.listing import (  # noqa: F401 - re-exported: a source's whole interface
+    HUB_PREFIX,
+    TABLE_SUFFIXES,
+    Bad,
+    DocChunk,
+    Entry,
+    Listing,
+    is_hub,
+    our_split,
+    resolved_data,
+    split_choices,
+)
 from rvl_llm.pipeline.manifest import SPLITS
-
-HUB_PREFIX = "hf:"
-TABLE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-                  ".parquet": "parquet"}
-# Split names of other datasets -> ours.
-SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation",
-               "valid": "validation", "dev": "validation", "test": "test"}
-
-Bad = tuple[str, str]  # where (a path, or "path:ROW"), why it cannot be used
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One listed document: what selection sees (key, label) and the source's handle to it."""
-
-    key: str  # a folder's file name; a table's id value or row number
-    label: int
-    ref: Any  # a SourceFile, or (part index, row)
-
-
-@dataclass
-class Listing:
-    entries: list[Entry] = field(default_factory=list)
-    bad: list[Bad] = field(default_factory=list)
-
-
-DocChunk = tuple[list[Document], list[Bad]]
+from rvl_llm.pipeline.tables import open_tables
 
 
 class Source(Protocol):
@@ -66,22 +54,9 @@ class Source(Protocol):
     def read(self, split: str, entries: Sequence[Entry], chunk_size: int) -> Iterator[DocChunk]:
         ...
 
-
-def is_hub(data: Path | str) -> bool:
-    return str(data).startswith(HUB_PREFIX)
-
-
-def resolved_data(data: Path) -> Path:
-    """``data`` made absolute, except ``hf:NAME`` (a dataset name, not a path)."""
-    return data if is_hub(data) else data.resolve()
-
-
-def our_split(name: str) -> str | None:
-    return SPLIT_NAMES.get(name.strip().lower())
-
-
-def split_choices() -> str:
-    return "train; validation, val, dev; test"
+    def doc_ids(self, entries: Sequence[Entry]) -> list[str]:
+        """Each entry's document id, as prepare writes it (a split file may list it)."""
+        ...
 
 
 def guess_format(cfg: PrepareConfig) -> str:
@@ -105,8 +80,10 @@ def guess_format(cfg: PrepareConfig) -> str:
     if (data / "dataset_dict.json").is_file() or (data / "state.json").is_file():
         return "datasets"
     # .json files in a folder are OCR documents; a folder of .json arrays needs --data-format.
-    tables = [p for p in data.iterdir() if p.suffix.lower() in TABLE_SUFFIXES
-              and p.suffix.lower() != ".json"]
+    # Names, not a Path per file: at 400k files that would cost more than a cache hit's stats.
+    kinds = TABLE_SUFFIXES.keys() - {".json"}
+    others = [name for name in os.listdir(data) if not name.endswith(".json")]
+    tables = [data / name for name in others if os.path.splitext(name)[1].lower() in kinds]
     if tables:
         return _one_table_format(tables, f"--data {data}")
     return "folder"
@@ -132,11 +109,7 @@ def open_source(cfg: PrepareConfig) -> Source:
     if kind == "folder":
         return FolderSource(cfg)
     if kind == "datasets":
-        from rvl_llm.pipeline.hf_datasets import open_dataset
-
         return open_dataset(cfg)
-    from rvl_llm.pipeline.tables import open_tables
-
     return open_tables(cfg, kind)
 
 
@@ -156,17 +129,15 @@ class FolderSource:
                                f"of OCR JSON files (--data {cfg.data_dir})")
         self.cfg = cfg
         self.labels = cfg.label_names()
-        entries = scan_folder(cfg.data_dir)  # resolved paths: they key the cache
+        folder, names = scan_folder(cfg.data_dir)  # resolved paths: they key the cache
         self.files: dict[str, list[SourceFile]] = {}
         self.bad_names: dict[str, list[Bad]] = {}
         for split in SPLITS:
-            files, bad = split_files(entries, cfg.prefix(split), cfg.suffix)
+            files, bad = split_files(folder, names, cfg.prefix(split), cfg.suffix)
             self.files[split] = files
             self.bad_names[split] = [(str(p), reason) for p, reason in bad]
 
     def key_data(self) -> dict[str, Any]:
-        from rvl_llm.pipeline.cache import data_fingerprint
-
         # Byte for byte what prepare keyed folders with before other sources existed.
         bad = {s: [(Path(p), r) for p, r in self.bad_names[s]] for s in SPLITS}
         return {
@@ -186,15 +157,17 @@ class FolderSource:
                     f"--data {self.cfg.data_dir}: no files for split {split!r} "
                     f"(expected {self.cfg.prefix(split)}*_<label>{self.cfg.suffix}.json)"
                 )
-            listing = Listing(bad=list(self.bad_names[split]))
-            for f in self.files[split]:
-                if f.label > top:
-                    listing.bad.append((f.path, f"label {f.label} is outside the label set "
-                                                f"(0..{top}, see --labels)"))
-                else:
-                    listing.entries.append(Entry(Path(f.path).name, f.label, f))
-            listings[split] = listing
+            files = self.files[split]
+            # Comprehensions, not appends: a cache hit lists every file of every split.
+            outside = [(f.path, f"label {f.label} is outside the label set (0..{top}, see "
+                                "--labels)") for f in files if f.label > top]
+            entries = [Entry(f.path.rpartition(os.sep)[2], f.label, f) for f in files
+                       if f.label <= top]
+            listings[split] = Listing(entries, [*self.bad_names[split], *outside])
         return listings
+
+    def doc_ids(self, entries: Sequence[Entry]) -> list[str]:
+        return [file_id(entry.ref) for entry in entries]  # read: the id is inside the file
 
     def read(self, split: str, entries: Sequence[Entry], chunk_size: int) -> Iterator[DocChunk]:
         for start in range(0, len(entries), chunk_size):

@@ -20,14 +20,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.corpus import Document, decode_text, json_problem
+from rvl_llm.pipeline.corpus import (
+    TEXT_FIELDS,
+    Document,
+    decode_text,
+    fields_phrase,
+    json_problem,
+)
 from rvl_llm.pipeline.ids import id_text
-from rvl_llm.pipeline.manifest import SPLITS
-from rvl_llm.pipeline.sources import (
+from rvl_llm.pipeline.listing import (
     TABLE_SUFFIXES,
     Bad,
     DocChunk,
@@ -36,11 +41,12 @@ from rvl_llm.pipeline.sources import (
     our_split,
     split_choices,
 )
+from rvl_llm.pipeline.manifest import SPLITS
 
 BLOCK_BYTES = 1 << 19  # pyarrow block size; its streaming readers buffer some 30 blocks ahead
 LIST_ROWS = 65_536  # rows per record batch when listing (ids and labels only)
 SPLIT_COLUMN = "split"
-TEXT_COLUMNS = ("ocr", "text")  # tried in this order when --text-column is not given
+ID_COLUMN = "id"  # --id-column's default, and the id column predict reads
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,9 @@ class TableSource:
                 raise RvlError(f"--data {self.cfg.data_dir}: no rows for split {split!r}")
         return {s: listings[s] for s in splits}
 
+    def doc_ids(self, entries: Sequence[Entry]) -> list[str]:
+        return [entry.key for entry in entries]  # a row's key is its id
+
     def read(self, split: str, entries: Sequence[Entry], chunk_size: int) -> Iterator[DocChunk]:
         by_part: dict[int, dict[int, Entry]] = {}
         for entry in entries:
@@ -198,6 +207,47 @@ class TableSource:
             yield docs, bad
 
 
+class UnlabelledRow(NamedTuple):
+    id: str  # the id column's value, else the row number (as prepare keys the row)
+    text: str
+    where: str  # file:LINE, or name:ROW
+    replaced: bool  # bytes that were not UTF-8 were replaced
+
+
+def read_unlabelled(path: str, kind: str, fields: Sequence[str],
+                    size: int = LIST_ROWS) -> Iterator[UnlabelledRow | Bad]:
+    """The rows of one table file as predict reads them (no split, no label), with prepare's
+    text and id rules: the text is the first of ``fields`` among its columns, the id the "id"
+    column, else the row number. A bad row, or a file that cannot be read, is a ``Bad``."""
+    part = _part(kind, Path(path), None)
+    try:
+        names = part.column_names()
+        if not names:
+            yield path, _no_columns(part).removeprefix(f"{path}: ")
+            return
+        text = next((f for f in fields if f in names), None)
+        if text is None:
+            yield path, f"no {fields_phrase(fields)} column (columns: {', '.join(names[:12])})"
+            return
+        id_column = ID_COLUMN if ID_COLUMN in names and text != ID_COLUMN else None
+        columns = [text, *([id_column] if id_column else [])]
+        for block in part.blocks(columns, size):
+            yield from block.bad
+            for j, row in enumerate(block.rows):
+                value, replaced = block.values[text][j], bool(block.replaced and block.replaced[j])
+                if isinstance(value, bytes):
+                    value, replaced = decode_text(value)
+                if not isinstance(value, str):
+                    yield (row_place(part, row),
+                           f"the {text!r} value is {_kind(value)}, not a string")
+                    continue
+                doc_id = block.values[id_column][j] if id_column else None
+                yield UnlabelledRow(str(row) if doc_id is None else id_text(doc_id), value,
+                                    row_place(part, row), replaced)
+    except RvlError as err:  # a file that cannot be read as its kind: one bad input
+        yield path, err.message.removeprefix(f"{path}: ")
+
+
 def row_place(part: Part, row: int) -> str:
     """``file:LINE`` for a text table (the line the row's record starts on, from 1), else
     ``name:ROW``. Lines are found only when a row is bad, by one scan of the file."""
@@ -229,9 +279,9 @@ def resolve_columns(part: Part, cfg: PrepareConfig) -> Columns:
     if not names:  # nothing read: say so, not "no text column (columns: )"
         raise RvlError(_no_columns(part))
     shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
-    text = cfg.text_column or next((c for c in TEXT_COLUMNS if c in names), None)
+    text = cfg.text_column or next((c for c in TEXT_FIELDS if c in names), None)
     if text is None or text not in names:
-        wanted = repr(cfg.text_column) if cfg.text_column else "'ocr' or 'text'"
+        wanted = repr(cfg.text_column) if cfg.text_column else " or ".join(map(repr, TEXT_FIELDS))
         raise RvlError(f"{part.name}: no text column {wanted} (columns: {shown}; --text-column)")
     if cfg.label_column not in names:
         raise RvlError(f"{part.name}: no label column {cfg.label_column!r} (columns: {shown}; "

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rvl_llm.errors import RvlError
+from rvl_llm.logs import Log
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.template import make_template
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-
-    from rvl_llm.pipeline.chat import ChatPrompt
 
 SLACK = 8  # tokens past the budget that a prefix must yield before it counts as long enough
 CHARS_PER_TOKEN = 6  # first window: above the p99 of OCR text (Llama 3: 5.8, Mistral: 5.2)
@@ -46,7 +45,6 @@ _LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 _MISTRAL_TYPES = ("mistral", "mixtral", "ministral", "ministral3", "mistral3")
 
 EncodeBatch = Callable[[list[str]], list[list[int]]]
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def load_tokenizer_files(
 ) -> TokenizerFiles:
     """The tokenizer in ``folder`` as transformers 5 would load it, read with ``tokenizers``
     alone; through transformers only when the files need it (said in a log line)."""
-    config = _resolved_config(folder)
+    config = resolved_config(folder)
     backend, reason = None, "no tokenizer.json, only a sentencepiece or vocabulary file"
     if (folder / "tokenizer.json").is_file():
         try:
@@ -102,7 +100,7 @@ def load_tokenizer_files(
         except RvlError as err:
             raise RvlError(f"{err.message} [loaded with transformers: {reason}]") from err
         return TokenizerFiles.from_transformers(tokenizer, f"transformers ({reason})")
-    bos, eos = _token_content(config.get("bos_token")), _token_content(config.get("eos_token"))
+    bos, eos = token_content(config.get("bos_token")), token_content(config.get("eos_token"))
     bos_id = None if bos is None else backend.token_to_id(bos)
     eos_id = None if eos is None else backend.token_to_id(eos)
     prefix, suffix = _scheme_ids(backend, str(folder))
@@ -110,7 +108,7 @@ def load_tokenizer_files(
                           tuple(suffix), "tokenizers")
 
 
-def _resolved_config(folder: Path) -> dict[str, Any]:
+def resolved_config(folder: Path) -> dict[str, Any]:
     """tokenizer_config.json, with special_tokens_map.json over it where transformers 5 reads
     that legacy file (a config without ``added_tokens_decoder``)."""
     config = _read_json(folder / "tokenizer_config.json")
@@ -133,7 +131,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _token_content(value: Any) -> str | None:
+def token_content(value: Any) -> str | None:
     """A special token as the config writes it: a string, or an AddedToken dict."""
     if isinstance(value, dict):
         value = value.get("content")
@@ -157,14 +155,14 @@ def _needs_transformers(folder: Path, config: dict[str, Any], backend: Tokenizer
     # transformers adds every token the config names that tokenizer.json lacks (new ids), and
     # re-adds a listed token whose flags differ: the documents' tokens would change.
     added = {token.content: (i, token) for i, token in backend.get_added_tokens_decoder().items()}
-    named = [_token_content(v) for k, v in config.items() if k.endswith("_token")]
+    named = [token_content(v) for k, v in config.items() if k.endswith("_token")]
     extra = config.get("extra_special_tokens") or []
-    named += [_token_content(v) for v in (extra.values() if isinstance(extra, dict) else extra)]
+    named += [token_content(v) for v in (extra.values() if isinstance(extra, dict) else extra)]
     for token in named:
         if token is not None and token not in added:
             return f"tokenizer_config.json names {token!r}, not an added token of tokenizer.json"
     for index, entry in (config.get("added_tokens_decoder") or {}).items():
-        content = _token_content(entry)
+        content = token_content(entry)
         same = content in added and added[content][0] == int(index) and all(
             getattr(added[content][1], flag) == value
             for flag, value in entry.items() if flag not in ("content", "__type")
@@ -210,7 +208,7 @@ def _split_around(
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: imports torch (start-up time)
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -224,7 +222,7 @@ def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any:
 def backend_from_json(tokenizer_json: str) -> Tokenizer:
     """A Rust tokenizer that treats special-token text in documents as plain text (an OCR'd
     "</s>" must not end the sequence) and never truncates or pads."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: a Rust extension, loaded when a tokenizer is
 
     backend = Tokenizer.from_str(tokenizer_json)
     backend.no_truncation()
@@ -273,10 +271,10 @@ def build_template(
     response_template: str,
     labels: Sequence[str],
     max_len: int,
-    chat: ChatPrompt | None = None,
 ) -> TemplateIds:
-    """The template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes;
-    with ``chat``, the chat prompt's (``rvl_llm.pipeline.chat``) in generative mode."""
+    """The plain template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes:
+    the document alone (a classifier), or document + response template | " class name" + EOS.
+    The chat prompt's is ``rvl_llm.pipeline.chat.chat_template_ids``."""
     if isinstance(tokenizer, TokenizerFiles):
         model, eos_id = tokenizer.name, tokenizer.eos_token_id
         prefix, suffix = list(tokenizer.prefix), list(tokenizer.suffix)
@@ -285,12 +283,6 @@ def build_template(
         prefix, suffix = special_tokens_around(tokenizer)
     if not generative:
         return make_template("classifier", max_len, prefix=prefix, suffix=suffix)
-    if chat is not None:
-        from rvl_llm.pipeline.chat import chat_template_ids
-
-        backend = (tokenizer.backend if isinstance(tokenizer, TokenizerFiles)
-                   else tokenizer.backend_tokenizer)
-        return chat_template_ids(backend, chat, labels=labels, max_len=max_len, model=model)
     if eos_id is None:
         raise RvlError(f"--model {model}: the tokenizer has no EOS token")
     directive = encode_segment(encode, response_template)

@@ -16,23 +16,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.aggregate import aggregate_scores
+from rvl_llm.inference.calibration import check_min_probability, read_temperature
 from rvl_llm.inference.checkpoint import LoadedCheckpoint, load_checkpoint, weights_folder
-from rvl_llm.pipeline.rows import RowBuilder, row_builder
+from rvl_llm.inference.distributed import device_map
+from rvl_llm.inference.scoring import NonFiniteScores, class_probabilities, score_prompts
+from rvl_llm.options import DEFAULT_BATCH_SIZE
+from rvl_llm.pipeline.rows import PromptRows, RowBuilder, row_builder
+from rvl_llm.predict.config import DEFAULT_TOP_K
 from rvl_llm.predict.inputs import BadInput, iter_inputs, no_documents
 from rvl_llm.recipe import Recipe
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from rvl_llm.pipeline.template import Row
-
-DEFAULT_TOP_K = 3
-DEFAULT_BATCH_SIZE = 8
 RECORD_DECIMALS = 6
 TEXTS_PER_PASS = 1024  # texts cut, tokenised and length-sorted together: bounds the memory
 _SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no tokenizer encodes it
@@ -45,8 +46,9 @@ class Ranked(NamedTuple):
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # the most probable class
-    probability: float  # its probability: softmax over the class scores, as eval computes it
+    label: str | None  # the most probable class; None below ``min_probability`` (abstained)
+    probability: float  # the top probability: softmax over the class scores, as eval computes
+    # it (divided by calibration.json's temperature first, when the checkpoint has one)
     top_k: tuple[Ranked, ...]  # the k most probable classes, most probable first
     scores: dict[str, float]  # every class -> its probability
     truncated: bool  # the text was cut to fit max-len
@@ -88,6 +90,7 @@ class Classifier:
         self.rows = rows
         self.batch_size = batch_size
         self.class_chunk = class_chunk
+        self.temperature = 1.0  # calibration.json's (``eval --calibrate``); from_checkpoint sets it
 
     @classmethod
     def from_checkpoint(
@@ -100,9 +103,10 @@ class Classifier:
         class_chunk: int | None = None,
         trust_remote_code: bool = False,
     ) -> Classifier:
-        """Load a checkpoint. ``device``: None picks cuda when there is a GPU, else cpu; "auto"
-        spreads the layers over every GPU. ``max_len``: tokens per document row [the max-len
-        the run trained with]; more than the model's positions is refused."""
+        """Load a checkpoint. ``device``: None picks the visible GPUs, else cpu; "auto" spreads
+        the layers over every GPU; "cuda:1" holds the model on one (``device_map``).
+        ``max_len``: tokens per document row [the max-len the run trained with]; more than the
+        model's positions is refused."""
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"from_checkpoint: path must be a str or a path, not "
                             f"{type(path).__name__}")
@@ -115,87 +119,105 @@ class Classifier:
                 _check_count(name, value)
         folder = weights_folder(Path(path))
         recipe = Recipe.read(folder)  # a bad recipe is named before any weights load
-        data = replace(recipe.data, max_len=max_len or recipe.data.max_len,
-                       trust_remote_code=trust_remote_code)
-        loaded = load_checkpoint(folder, device_map=_device_map(device),
+        temperature = read_temperature(folder)  # so is a damaged calibration.json
+        prompt = recipe.prompt.with_max_len(max_len)  # the run's prompt, at this max-len
+        loaded = load_checkpoint(folder, device_map=device_map(device),
                                  trust_remote_code=trust_remote_code)
         if max_len is not None:
             _check_positions(max_len, loaded.model)
         # The checkpoint's own tokenizer files: the same tokenizer training prepared with, and
         # present wherever the checkpoint is copied.
-        rows = row_builder(data, loaded.tokenizer)
-        return cls(folder, loaded, rows, max_len=data.max_len, batch_size=batch_size,
-                   class_chunk=class_chunk)
+        rows = row_builder(prompt, loaded.tokenizer)
+        classifier = cls(folder, loaded, rows, max_len=prompt.max_len, batch_size=batch_size,
+                         class_chunk=class_chunk)
+        classifier.temperature = temperature or 1.0
+        return classifier
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.recipe.labels
 
-    def predict(self, texts: str | Iterable[str], top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+    def predict(self, texts: str | Iterable[str], top_k: int = DEFAULT_TOP_K,
+                min_probability: float | None = None) -> list[Prediction]:
         """One prediction per text, in order: a str is one text; a list, tuple or other iterable
-        of str (a generator too) is many."""
+        of str (a generator too) is many. Below ``min_probability`` the label is None (the
+        top-k are kept)."""
         texts = _check_texts(texts)
         _check_count("top_k", top_k)
+        check_min_probability(min_probability, "min_probability")
         predictions: list[Prediction] = []
         for start in range(0, len(texts), TEXTS_PER_PASS):
             predictions += self.predictions(self.score(texts[start : start + TEXTS_PER_PASS]),
-                                            top_k)
+                                            top_k, min_probability)
         return predictions
 
     def predict_files(self, paths: str | Path | Iterable[str | Path],
                       top_k: int = DEFAULT_TOP_K,
-                      text_field: str | None = None) -> list[Prediction]:
-        """One prediction per document in ``paths`` (OCR JSON, .txt or .jsonl files, or folders
-        of them; one path alone is one path), in input order. A file that cannot be used raises,
-        naming it; no documents at all raises, as ``rvl-llm predict`` does."""
+                      text_field: str | None = None,
+                      min_probability: float | None = None) -> list[Prediction]:
+        """One prediction per document in ``paths`` (OCR JSON, .txt, .jsonl, .csv or .parquet
+        files, images and PDFs, OCR'd with the training data's OCR settings, or folders of them;
+        one path alone is one path), in input order. A file that cannot be used raises, naming
+        it; no documents at all raises, as ``rvl-llm predict`` does."""
         given = _check_paths(paths)
         _check_count("top_k", top_k)
+        check_min_probability(min_probability, "min_probability")
         if text_field is not None and not isinstance(text_field, str):
             raise TypeError(f"predict_files: text_field must be a str or None, not "
                             f"{type(text_field).__name__}")
         texts = []
-        for item in iter_inputs(given, text_field=text_field):
+        for item in iter_inputs(given, text_field=text_field, ocr_data=self.recipe.data.data_dir):
             if isinstance(item, BadInput):
                 raise RvlError(f"{item.source}: {item.reason}")
             texts.append(item.text)
         if not texts:
             raise no_documents(given)
-        return self.predict(texts, top_k)
+        return self.predict(texts, top_k, min_probability)
 
     def score(self, texts: Sequence[str]) -> Scored:
         """Log-scores and probabilities of every class for each text (one pass; the caller
         bounds how many texts come at once)."""
         return self.score_rows(self.rows.prompt_rows(texts))
 
-    def score_rows(self, rows: Sequence[Row]) -> Scored:
+    def score_rows(self, rows: PromptRows) -> Scored:
         """``score`` of rows already built by ``self.rows.prompt_rows`` (predict builds the next
-        chunk's rows while the model scores this one)."""
-        from rvl_llm.inference.scoring import NonFiniteScores, class_probabilities, score_prompts
-
+        chunk's rows while the model scores this one). The windows of one text (``--truncation
+        chunks``) are aggregated into its scores, as eval does."""
         scores = score_prompts(
-            self.model, [r.input_ids for r in rows], self.rows.template,
+            self.model, [r.input_ids for r in rows.rows], self.rows.template,
             pad_token_id=self.pad_token_id, batch_size=self.batch_size,
             class_chunk=self.class_chunk,
         )
+        truncated = [r.truncated for r in rows.rows]
         try:
-            probs = class_probabilities(scores)
+            if len(rows.rows) != rows.texts:
+                owner = np.asarray(rows.owner, dtype=np.int64)
+                scores = aggregate_scores(scores, owner, rows.texts,
+                                          self.recipe.settings.chunk_aggregate)
+                truncated = [False] * rows.texts
+                for row, i in zip(rows.rows, rows.owner, strict=True):
+                    truncated[i] = truncated[i] or row.truncated
+            probs = class_probabilities(scores / self.temperature)
         except NonFiniteScores as err:
             raise RvlError(f"-c {self.checkpoint}: {err.message}") from err
-        return Scored(scores, probs, [r.truncated for r in rows])
+        return Scored(scores, probs, truncated)
 
-    def predictions(self, scored: Scored, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+    def predictions(self, scored: Scored, top_k: int = DEFAULT_TOP_K,
+                    min_probability: float | None = None) -> list[Prediction]:
         """The predictions of scored texts, in order."""
-        return list(_predictions(scored, self.labels, top_k))
+        return list(_predictions(scored, self.labels, top_k, min_probability))
 
 
-def _predictions(scored: Scored, labels: Sequence[str], top_k: int) -> Iterator[Prediction]:
+def _predictions(scored: Scored, labels: Sequence[str], top_k: int,
+                 min_probability: float | None = None) -> Iterator[Prediction]:
     import numpy as np
 
     k = min(top_k, len(labels))
     ranked = np.argsort(-scored.probs, axis=1, kind="stable")[:, :k]
     for probs, order, truncated in zip(scored.probs, ranked, scored.truncated, strict=True):
         top = tuple(Ranked(labels[c], float(probs[c])) for c in order)
-        yield Prediction(top[0].label, top[0].probability, top,
+        sure = min_probability is None or top[0].probability >= min_probability
+        yield Prediction(top[0].label if sure else None, top[0].probability, top,
                          {name: float(p) for name, p in zip(labels, probs, strict=True)},
                          truncated)
 
@@ -252,13 +274,3 @@ def _check_positions(max_len: int, model: Any) -> None:
         raise RvlError(f"--max-len {max_len}: beyond the model's {limit} positions "
                        f"(max_position_embeddings); give at most {limit}")
 
-
-def _device_map(device: str | None) -> Any:
-    """``from_pretrained``'s device_map for ``device``: None on CPU (plain tensors)."""
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "auto":
-        return "auto"
-    return None if str(device) == "cpu" else {"": device}

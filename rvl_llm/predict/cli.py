@@ -12,7 +12,6 @@ from rvl_llm.config_file import config_file_option
 from rvl_llm.errors import RvlError
 from rvl_llm.options import click_options
 from rvl_llm.predict.config import PredictConfig
-from rvl_llm.predict.run import run_predict
 
 
 @click.command("predict")
@@ -20,10 +19,13 @@ from rvl_llm.predict.run import run_predict
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click_options(PredictConfig)
 def predict_command(**flags: object) -> None:
-    """Label documents with a trained checkpoint: OCR JSON files or folders of them, .txt files,
-    .jsonl files (one object a line, text in "ocr" or "text", optional "id"), or - for JSON lines
-    on standard input. One record per document, in input order: id, label, probability, top_k,
-    truncated."""
+    """Label documents with a trained checkpoint: OCR JSON files, tables (.jsonl, .csv,
+    .parquet: one document a row, text in "ocr" or "text", optional "id"), .txt files, scans
+    (images, PDFs: OCR'd on the fly), folders of these, or - for JSON lines on standard input.
+    One record per document, in input order: id, label, probability, top_k, truncated."""
+    # Lazy for start-up: the run pulls numpy, the OCR readers and the model loaders.
+    from rvl_llm.predict.run import run_predict
+
     cfg = PredictConfig(**flags)  # type: ignore[arg-type]
     result = run_predict(cfg, log=lambda msg: click.echo(msg, err=True))
     if not result.is_main:

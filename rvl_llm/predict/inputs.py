@@ -1,9 +1,18 @@
-"""Predict's inputs, read in the order given, one document at a time.
+"""Predict's inputs, read in the order given, one document at a time, through prepare's readers.
 
-An INPUT is an OCR JSON file (one object, text in ``"ocr"``), a ``.txt`` file (the whole file is
-the text), a ``.jsonl`` file (one object a line), a folder of such files (not recursive, sorted
-by name; other files are ignored) or ``-`` (JSON lines on standard input). Unlike prepare, a file
-name carries no split and no label.
+An INPUT is a file, a folder of files (not recursive, sorted by name; other files are ignored) or
+``-`` (JSON lines on standard input). A file is an OCR JSON document (one object), a table of
+documents (JSON lines, CSV, Parquet: one document a row), a ``.txt`` file (the whole file is the
+text) or a scan (an image or a PDF, OCR'd on the fly as ``rvl-llm ocr`` would). Unlike prepare,
+a file name carries no split and no label.
+
+Texts and ids follow prepare's rules (``pipeline.corpus``): the text is the first of
+``"ocr"``, ``"text"`` (or ``--text-field``); the id is the ``"id"`` (a file's: else its
+``"path"``), else where the document was read from: a file's name in the folder given (a file
+given alone: the path as given), a row's number from 0 in its table (blank lines do not
+count), so a document gets the same id from predict, prepare, eval and a split file. What is
+predict's alone lives here: standard input, ``.txt``, scans, and bounded reads (a file that
+never ends).
 
 ``iter_inputs`` yields each document as it is read, so a folder of 400k files or a jsonl of a
 million lines keeps memory flat (only a folder's names are held). A bad input is yielded as a
@@ -12,39 +21,49 @@ million lines keeps memory flat (only a folder's names are held). A bad input is
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO
 
 from rvl_llm.errors import RvlError
-from rvl_llm.pipeline.corpus import decode_text, json_problem
-from rvl_llm.pipeline.ids import id_text
+from rvl_llm.ocr.config import OcrSettings
+from rvl_llm.ocr.documents import find_ocr_settings, ocr_file
+from rvl_llm.ocr.pages import DOCUMENT_SUFFIXES
+from rvl_llm.pipeline.corpus import (
+    TEXT_FIELDS,
+    BadRecord,
+    decode_text,
+    parse_document,
+    read_problem,
+)
+from rvl_llm.pipeline.listing import TABLE_SUFFIXES
+from rvl_llm.pipeline.tables import UnlabelledRow, read_unlabelled
 
 STDIN = "-"
 # Bytes read of one .txt file, .json file or JSON line, at most: a file that never ends (a link to
 # /dev/zero) must not exhaust memory. Far beyond any max-len: a .txt past it is cut (and says
 # so); a .json file or a line past it cannot be parsed from a prefix and is a bad input.
 MAX_DOCUMENT_BYTES = 16 << 20
-DEFAULT_TEXT_FIELDS = ("ocr", "text")  # tried in this order when --text-field is not given
-FILE_KINDS = (".json", ".jsonl", ".txt")
+LINES_SUFFIXES = tuple(s for s, kind in TABLE_SUFFIXES.items() if kind == "jsonl")
+# Tables read by prepare's table layer (a .json file is one document here, as in a folder).
+TABLE_KINDS = {s: kind for s, kind in TABLE_SUFFIXES.items() if kind not in ("json", "jsonl")}
+FILE_KINDS = (".json", *LINES_SUFFIXES, *TABLE_KINDS, ".txt", *DOCUMENT_SUFFIXES)
 TEXT_FIELD_HELP = (
-    "The JSON field that holds the text, in .json files, .jsonl lines and standard input "
-    f"(default: {', else '.join(json.dumps(field) for field in DEFAULT_TEXT_FIELDS)})."
+    "The field (or column) that holds the text, in .json files, .jsonl lines, tables and "
+    f"standard input (default: {', else '.join(json.dumps(f) for f in TEXT_FIELDS)})."
 )
-# JSON's own names: the person who wrote the file may never have seen Python.
-_JSON_TYPES: dict[type, str] = {
-    dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-    bool: "a boolean", type(None): "null",
-}
+ScanSettings = Callable[[], OcrSettings | None]
 
 
 @dataclass(frozen=True)
 class InputDocument:
-    id: str  # the object's "id", else the path as given, else "path:LINE" for a JSON line
+    id: str  # the document's "id", else "path", else its name or row number (module doc)
     text: str
     source: str  # "path" or "path:LINE" ("-:LINE" for standard input): where it came from
     replaced_utf8: bool = False  # bytes that were not UTF-8 were replaced, as prepare counts
@@ -72,75 +91,158 @@ def no_documents(inputs: Sequence[str]) -> RvlError:
 def text_fields(text_field: str | None) -> tuple[str, ...]:
     """The fields tried, in order: only ``--text-field`` when given, else "ocr" then "text"."""
     if text_field is None:
-        return DEFAULT_TEXT_FIELDS
+        return TEXT_FIELDS
     if not text_field.strip():
         raise RvlError("--text-field: the field name is empty")
     return (text_field,)
 
 
-def fields_phrase(fields: Sequence[str]) -> str:
-    """``"ocr" or "text"``: the fields tried, as a message names them."""
-    quoted = [f'"{field}"' for field in fields]
-    return " or ".join(quoted) if len(quoted) <= 2 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-
-
 def iter_inputs(
-    inputs: Sequence[str], *, text_field: str | None = None, stdin: IO[str] | None = None
+    inputs: Sequence[str], *, text_field: str | None = None, stdin: IO[str] | None = None,
+    ocr_data: Path | str | None = None,
 ) -> Iterator[Item]:
     """Every document of ``inputs``, in order, or a ``BadInput`` in the place of each bad one.
 
     Usage errors (no INPUT, ``-`` twice, an empty ``text_field``) raise ``RvlError`` here, at the
     call, before anything is read; everything about the inputs' content is yielded, lazily.
     ``stdin`` defaults to ``sys.stdin`` (read as bytes when it has a buffer, so invalid UTF-8 is
-    replaced as in files rather than an error).
+    replaced as in files rather than an error). ``ocr_data``: the training data, whose OCR
+    manifest gives a scan's engine settings (read at the first scan; none: the defaults).
     """
     if not inputs:
         raise RvlError("no INPUT: name files, folders, or - for JSON lines on standard input")
     if list(inputs).count(STDIN) > 1:
         raise RvlError("INPUT - is given more than once: standard input can be read only once")
-    fields = text_fields(text_field)
-    return _iter_all(list(inputs), fields, sys.stdin if stdin is None else stdin)
+    reader = _Reader(text_fields(text_field), _scan_settings(ocr_data))
+    return reader.all(list(inputs), sys.stdin if stdin is None else stdin)
 
 
-def _iter_all(inputs: list[str], fields: tuple[str, ...], stdin: IO[str]) -> Iterator[Item]:
-    for given in inputs:
-        if given == STDIN:
-            lines: Iterable[bytes | str] = getattr(stdin, "buffer", stdin)
-            yield from _iter_lines(lines, STDIN, fields)
+def _scan_settings(data: Path | str | None) -> ScanSettings:
+    """The OCR settings of the training data, found once and only when a scan needs them."""
+    return functools.cache(lambda: find_ocr_settings(data) if data is not None else None)
+
+
+@dataclass(frozen=True)
+class _Reader:
+    fields: tuple[str, ...]
+    scan_settings: ScanSettings
+
+    def all(self, inputs: list[str], stdin: IO[str]) -> Iterator[Item]:
+        for given in inputs:
+            if given == STDIN:
+                lines: Iterable[bytes | str] = getattr(stdin, "buffer", stdin)
+                yield from self.lines(lines, STDIN)
+            else:
+                yield from self.path(given)
+
+    def path(self, path: str) -> Iterator[Item]:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as err:
+            if isinstance(err, FileNotFoundError) and not os.path.islink(path):
+                yield BadInput(path, "no such file or folder")
+            else:
+                yield BadInput(path, read_problem(path, err))
+            return
+        if stat.S_ISDIR(mode):
+            yield from self.folder(path)
+            return
+        if _kind(path) is None:
+            extension = os.path.splitext(path)[1]
+            what = f"unknown extension {extension!r}" if extension else "no extension"
+            yield BadInput(path, f"{what} (an INPUT file is {_kinds_phrase()})")
+            return
+        yield from self.file(path, path)
+
+    def folder(self, folder: str) -> Iterator[Item]:
+        try:
+            names = _folder_files(folder)
+        except OSError as err:
+            yield BadInput(folder, f"cannot list the folder ({err.strerror or err})")
+            return
+        if not names:  # a wrong folder should not pass as "no documents"
+            yield BadInput(folder, f"the folder holds no {_kinds_phrase()} files")
+        for name in names:  # a file's id in a folder is its name, as prepare's
+            yield from self.file(os.path.join(folder, name), name)
+
+    def file(self, path: str, default_id: str) -> Iterator[Item]:
+        """The documents of one file whose extension is one of ``FILE_KINDS``."""
+        kind = _kind(path)
+        if kind in LINES_SUFFIXES:
+            yield from self.jsonl(path)
+        elif kind in TABLE_KINDS:
+            for row in read_unlabelled(path, TABLE_KINDS[kind], self.fields):
+                if isinstance(row, UnlabelledRow):
+                    yield InputDocument(row.id, row.text, row.where, row.replaced)
+                else:
+                    yield BadInput(*row)
+        elif kind in DOCUMENT_SUFFIXES:
+            yield self.scan(path, default_id)
         else:
-            yield from _iter_path(given, fields)
+            yield self.whole(path, default_id, kind == ".txt")
 
+    def scan(self, path: str, default_id: str) -> Item:
+        """An image or PDF, OCR'd exactly as ``rvl-llm ocr`` writes its "ocr" text."""
+        try:
+            return InputDocument(default_id, ocr_file(path, self.scan_settings()), path)
+        except RvlError as err:
+            return BadInput(path, err.message.removeprefix(f"{path}: "))
+        except Exception as err:  # an engine failing on one page costs that scan, not the run
+            return BadInput(path, f"the OCR engine failed ({type(err).__name__}: {err})")
 
-def _iter_path(path: str, fields: tuple[str, ...]) -> Iterator[Item]:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as err:
-        if isinstance(err, FileNotFoundError) and not os.path.islink(path):
-            yield BadInput(path, "no such file or folder")
-        else:
-            yield BadInput(path, _read_problem(path, err))
-        return
-    if stat.S_ISDIR(mode):
-        yield from _iter_folder(path, fields)
-        return
-    if _kind(path) is None:
-        extension = os.path.splitext(path)[1]
-        what = f"unknown extension {extension!r}" if extension else "no extension"
-        yield BadInput(path, f"{what} (an INPUT file is .json, .jsonl or .txt)")
-        return
-    yield from _iter_file(path, fields)
+    def whole(self, path: str, default_id: str, is_text: bool) -> Item:
+        """A .txt file (the text) or a .json file (one document)."""
+        try:
+            with open(path, "rb") as file:
+                raw = file.read(MAX_DOCUMENT_BYTES + 1)  # one byte more tells a cut from a fit
+        except OSError as err:
+            return BadInput(path, read_problem(path, err))
+        cut = len(raw) > MAX_DOCUMENT_BYTES
+        if cut and not is_text:
+            return BadInput(path, f"larger than {MAX_DOCUMENT_BYTES >> 20} MiB (a .json file is "
+                                  "read whole); put the text in a .txt file, which is cut")
+        text, replaced = decode_text(_whole_characters(raw[:MAX_DOCUMENT_BYTES]) if cut else raw)
+        if is_text:
+            return InputDocument(default_id, text, path, replaced, cut)
+        return self.document(text, default_id, path, replaced, line=True)
 
+    def jsonl(self, path: str) -> Iterator[Item]:
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - the with below closes it; open's error is ours
+        except OSError as err:
+            yield BadInput(path, read_problem(path, err))
+            return
+        with file:
+            yield from self.lines(file, path)
 
-def _iter_folder(folder: str, fields: tuple[str, ...]) -> Iterator[Item]:
-    try:
-        names = _folder_files(folder)
-    except OSError as err:
-        yield BadInput(folder, f"cannot list the folder ({err.strerror or err})")
-        return
-    if not names:  # a wrong folder should not pass as "no documents"
-        yield BadInput(folder, "the folder holds no .json, .jsonl or .txt files")
-    for name in names:
-        yield from _iter_file(os.path.join(folder, name), fields)
+    def lines(self, lines: Iterable[bytes | str], name: str) -> Iterator[Item]:
+        """One document a non-empty line, its id by default its row number as the table layer
+        counts (from 0, blank lines not counted); each line is decoded alone, so a bad byte or a
+        malformed line costs that line only. Read here, not by pyarrow: standard input, and a
+        line that never ends stops at MAX_DOCUMENT_BYTES."""
+        number, row = 0, 0
+        try:
+            for number, line in enumerate(_bounded_lines(lines), start=1):
+                if len(line) > MAX_DOCUMENT_BYTES:  # a line that never ends: stop the file here
+                    yield BadInput(f"{name}:{number}", f"a line longer than "
+                                   f"{MAX_DOCUMENT_BYTES >> 20} MiB; the rest of {name} is not "
+                                   "read")
+                    return
+                text, replaced = decode_text(line) if isinstance(line, bytes) else (line, False)
+                if not text.strip():
+                    continue
+                yield self.document(text, str(row), f"{name}:{number}", replaced, line=False)
+                row += 1
+        except OSError as err:  # a disk or pipe failing midway: the lines read so far stand
+            yield BadInput(name, f"cannot read after line {number} ({err.strerror or err})")
+
+    def document(self, text: str, default_id: str, source: str, replaced: bool, *,
+                 line: bool) -> Item:
+        try:
+            doc_id, body = parse_document(text, self.fields, default_id, line=line)
+        except BadRecord as err:
+            return BadInput(source, err.reason)
+        return InputDocument(doc_id, body, source, replaced)
 
 
 def _folder_files(folder: str) -> list[str]:
@@ -161,29 +263,8 @@ def _kind(name: str) -> str | None:
     return extension if extension in FILE_KINDS else None
 
 
-def _iter_file(path: str, fields: tuple[str, ...]) -> Iterator[Item]:
-    """The documents of one file whose extension is one of ``FILE_KINDS``."""
-    kind = _kind(path)
-    if kind == ".jsonl":
-        yield from _iter_jsonl(path, fields)
-        return
-    try:
-        with open(path, "rb") as file:
-            raw = file.read(MAX_DOCUMENT_BYTES + 1)  # one byte more tells a cut from a fit
-    except OSError as err:
-        yield BadInput(path, _read_problem(path, err))
-        return
-    cut = len(raw) > MAX_DOCUMENT_BYTES
-    if cut and kind != ".txt":
-        yield BadInput(path, f"larger than {MAX_DOCUMENT_BYTES >> 20} MiB (a .json file is "
-                             "read whole); put the text in a .txt file, which is cut")
-        return
-    text, replaced = decode_text(_whole_characters(raw[:MAX_DOCUMENT_BYTES]) if cut else raw)
-    if kind == ".txt":
-        yield InputDocument(path, text, path, replaced, cut)
-    else:
-        yield _document(text, fields, default_id=path, source=path, line=True,
-                        replaced=replaced)
+def _kinds_phrase() -> str:
+    return ".json, .txt, .jsonl, .csv, .parquet, image or .pdf"
 
 
 def _whole_characters(raw: bytes) -> bytes:
@@ -198,36 +279,6 @@ def _whole_characters(raw: bytes) -> bytes:
     return raw
 
 
-def _iter_jsonl(path: str, fields: tuple[str, ...]) -> Iterator[Item]:
-    try:
-        file = open(path, "rb")  # noqa: SIM115 - the with below closes it; open's error is ours
-    except OSError as err:
-        yield BadInput(path, _read_problem(path, err))
-        return
-    with file:
-        yield from _iter_lines(file, path, fields)
-
-
-def _iter_lines(lines: Iterable[bytes | str], name: str, fields: tuple[str, ...]) -> Iterator[Item]:
-    """One document a non-empty line; each line is decoded alone, so a bad byte or a malformed
-    line costs that line only."""
-    number = 0
-    try:
-        for number, line in enumerate(_bounded_lines(lines), start=1):
-            if len(line) > MAX_DOCUMENT_BYTES:  # a line that never ends: stop the file here
-                yield BadInput(f"{name}:{number}", f"a line longer than "
-                               f"{MAX_DOCUMENT_BYTES >> 20} MiB; the rest of {name} is not read")
-                return
-            text, replaced = decode_text(line) if isinstance(line, bytes) else (line, False)
-            if not text.strip():
-                continue
-            source = f"{name}:{number}"
-            yield _document(text, fields, default_id=source, source=source, line=False,
-                            replaced=replaced)
-    except OSError as err:  # a disk or pipe failing midway: the lines read so far stand
-        yield BadInput(name, f"cannot read after line {number} ({err.strerror or err})")
-
-
 def _bounded_lines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
     """The lines of a file or stream, each read up to ``MAX_DOCUMENT_BYTES + 1`` (a longer one
     is yielded at that length, and the caller stops)."""
@@ -237,36 +288,3 @@ def _bounded_lines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
         return
     while line := readline(MAX_DOCUMENT_BYTES + 1):
         yield line
-
-
-def _document(
-    text: str, fields: tuple[str, ...], *, default_id: str, source: str, line: bool,
-    replaced: bool = False,
-) -> Item:
-    """The document in one JSON object's text; the first of ``fields`` present is its text."""
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as err:
-        return BadInput(source, f"malformed JSON ({json_problem(err, line=line)})")
-    if not isinstance(data, dict):
-        return BadInput(source, f"{_json_type(data)}, not a JSON object")
-    for field in fields:
-        if field in data:
-            value = data[field]
-            if not isinstance(value, str):
-                return BadInput(source, f'the "{field}" field is {_json_type(value)}, '
-                                        "not a string")
-            doc_id = data.get("id")
-            return InputDocument(default_id if doc_id is None else id_text(doc_id), value,
-                                 source, replaced)
-    return BadInput(source, f"no {fields_phrase(fields)} field")
-
-
-def _json_type(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _read_problem(path: str, err: OSError) -> str:
-    if isinstance(err, FileNotFoundError) and os.path.islink(path):
-        return "broken symbolic link"
-    return f"cannot read ({err.strerror or err})"

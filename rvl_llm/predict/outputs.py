@@ -1,6 +1,6 @@
 """Predict's records: JSON lines on standard output, or ``-o PATH`` as .jsonl, .csv or .tsv.
 
-A record is ``{"id": str, "label": str, "probability": float, "top_k": [{"label": str,
+A record is ``{"id": str, "label": str | null, "probability": float, "top_k": [{"label": str,
 "probability": float}, ...], "truncated": bool}``. ``RecordWriter`` takes records in batches as
 the model produces them. On standard output each batch is flushed at once, so a consumer sees
 results as they come. A file is written to a temporary file beside PATH and renamed over it only
@@ -92,7 +92,9 @@ def csv_header(top_k: int) -> list[str]:
 def csv_row(record: dict[str, Any], top_k: int) -> list[str]:
     """One record as the header's cells: the first ``top_k`` ranked entries, empty cells for a
     record with fewer (a label set smaller than K)."""
-    row = [safe_cell(record["id"]), safe_cell(record["label"]),
+    # An abstention (--min-probability) has no label: an empty cell, as JSON's null.
+    label = "" if record["label"] is None else safe_cell(record["label"])
+    row = [safe_cell(record["id"]), label,
            _probability(record["probability"]),
            "true" if record["truncated"] else "false"]  # as JSON writes it
     ranked = record["top_k"][:top_k]

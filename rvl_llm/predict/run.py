@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from rvl_llm.errors import RvlError
 from rvl_llm.inference.checkpoint import weights_folder
 from rvl_llm.inference.distributed import contiguous_share, gather_in_rank_order, process_state
+from rvl_llm.logs import Log
 from rvl_llm.pipeline.corpus import is_empty_text
 from rvl_llm.predict.classifier import TEXTS_PER_PASS, Classifier
 from rvl_llm.predict.config import PredictConfig
@@ -37,9 +38,8 @@ from rvl_llm.predict.outputs import RecordWriter, check_output
 from rvl_llm.recipe import Recipe
 
 if TYPE_CHECKING:
-    from rvl_llm.pipeline.template import Row
+    from rvl_llm.pipeline.rows import PromptRows
 
-Log = Callable[[str], None]
 T = TypeVar("T")
 SHOWN_DUPLICATES = 10  # duplicate ids named one a line; the summary counts them all
 
@@ -75,13 +75,15 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
     if cfg.out is not None:
         check_output(cfg.out, cfg.inputs)
     checkpoint = weights_folder(cfg.checkpoint)
-    Recipe.read(checkpoint)  # a bad -c is named before any input is read (the weights: at load)
+    recipe = Recipe.read(checkpoint)  # a bad -c is named before any input is read
     state = _process_state()
     world, rank, is_main = state.num_processes, state.process_index, state.is_main_process
     if STDIN in cfg.inputs and world > 1:
         raise RvlError("INPUT -: standard input reaches one process only; under a "
                        "multi-process launch pass files or folders")
-    items = iter_inputs(cfg.inputs, text_field=cfg.text_field, stdin=stdin)
+    # Scans are OCR'd with the engine settings of the training data's OCR manifest, if any.
+    items = iter_inputs(cfg.inputs, text_field=cfg.text_field, stdin=stdin,
+                        ocr_data=recipe.data.data_dir)
     first = next(items, None)
     if first is None:
         raise no_documents(cfg.inputs)
@@ -118,7 +120,8 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
             ahead = reader.submit(read_next)
             mine = current.mine
             scored = classifier.score_rows(current.rows) if mine else None
-            predictions = classifier.predictions(scored, cfg.top_k) if scored else []
+            predictions = (classifier.predictions(scored, cfg.top_k, cfg.min_probability)
+                           if scored else [])
             # A document cut at read is truncated whatever its row says.
             records = [p.record(d.id) | ({"truncated": True} if d.cut else {})
                        for d, p in zip(mine, predictions, strict=True)]
@@ -176,7 +179,7 @@ class DocumentCounts:
 class _Chunk:
     items: list[InputDocument | BadInput]  # as read, in input order
     mine: list[InputDocument]  # this process's contiguous share of the documents
-    rows: list[Row]  # their prompt rows
+    rows: PromptRows  # their prompt rows (one per document, or its windows)
 
 
 def _process_state() -> Any:

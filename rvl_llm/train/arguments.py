@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hin
 
 import click
 
+from rvl_llm.compat import (
+    attention_implementations,
+    checkpointing_arguments,
+    reporting_integrations,
+)
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.base_model import cpu_only
 from rvl_llm.recipe import (
     DEFAULT_OPTIM,
     DEFAULT_SCHEDULER,
@@ -72,9 +78,6 @@ def schedule(settings: TrainSettings, has_validation: bool) -> tuple[str, str]:
 def our_arguments(cfg: TrainConfig, mixed_precision: str | None,
                   has_validation: bool) -> dict[str, tuple[str, Any]]:
     """Every TrainingArguments field rvl-llm sets: field -> (what sets it, value)."""
-    from rvl_llm.compat import checkpointing_arguments
-    from rvl_llm.inference.base_model import cpu_only
-
     s = cfg.settings
     evaluation, saving = schedule(s, has_validation)
     trackers = [name.strip() for name in s.report_to.split(",")]
@@ -261,8 +264,6 @@ def check_arguments(cfg: TrainConfig) -> None:
 
         _check_name("--lr-scheduler", s.lr_scheduler, [t.value for t in SchedulerType])
     if s.report_to != "none":
-        from rvl_llm.compat import reporting_integrations
-
         known, installed = reporting_integrations()
         for name in (n.strip() for n in s.report_to.split(",")):
             if name != "all":
@@ -273,8 +274,6 @@ def check_arguments(cfg: TrainConfig) -> None:
                                f"installed here: {shown}")
     attention = s.attn_implementation
     if attention is not None and "/" not in attention:  # "org/repo": a kernel from the hub
-        from rvl_llm.compat import attention_implementations
-
         _check_name("--attn-implementation", attention, list(attention_implementations()))
     trainer_arg_values(cfg)
     secrets = secret_names(s.trainer_args)

@@ -6,15 +6,19 @@ into every checkpoint as it is saved (last, so a checkpoint with a recipe is com
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rvl_llm import __version__
+from rvl_llm.pipeline.prompt import PromptSettings
 from rvl_llm.recipe import Quantization, Recipe
+from rvl_llm.train.arguments import METRIC
 from rvl_llm.train.run_folder import save_failure
 
 if TYPE_CHECKING:
-    from rvl_llm.pipeline.manifest import Manifest
+    from rvl_llm.pipeline.prepare import PrepareResult
     from rvl_llm.presets import ModelSource
     from rvl_llm.train.config import TrainConfig
 
@@ -22,46 +26,38 @@ if TYPE_CHECKING:
 def build_recipe(
     cfg: TrainConfig,
     source: ModelSource,
-    manifest: Manifest,
+    prepared: PrepareResult,
     *,
     pad_token: str,
     lora_targets: str | tuple[str, ...],
     quantization: Quantization | None,
     mixed_precision: str | None,
 ) -> Recipe:
-    """Everything eval, predict and resume need: the prepare settings verbatim, with what
-    depends on the working folder made absolute and the label set inline."""
-    from rvl_llm.pipeline.chat import resolve_prompt
-
-    data = replace(
-        cfg.data.resolved(),
-        model=source.location,  # a location has no preset: record the style it resolved to
-        prompt=resolve_prompt(cfg.data, source.preset) if cfg.data.generative else cfg.data.prompt,
-        labels=manifest.labels,
-        labels_file=None,
-        progress=None,
-    )
+    """Everything eval, predict and resume need: the prompt prepare resolved (every stage
+    renders from it), and the prepare settings with what depends on the working folder made
+    absolute, the label set inline (eval lists its split with them) and the prompt settings
+    as resolved (a location has no preset to resolve the style from again)."""
+    resolved = {f.name: getattr(prepared.prompt.settings, f.name) for f in fields(PromptSettings)}
+    data = replace(cfg.data.resolved(), **resolved, model=source.location,
+                   labels=prepared.prompt.labels, labels_file=None, progress=None)
     return Recipe(
         run_name=cfg.name,
         model=cfg.data.model,
         model_location=source.location,
         data=data,
+        prompt=prepared.prompt,
         settings=cfg.settings,
         pad_token=pad_token,
         lora_targets=lora_targets,
         quantization=quantization,
         mixed_precision=mixed_precision,
-        cache_key=manifest.key,
+        cache_key=prepared.manifest.key,
         versions=_versions(),
         command=" ".join(sys.argv),
     )
 
 
 def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from rvl_llm import __version__
-
     found: dict[str, str | None] = {}
     for name in ("torch", "transformers", "peft", "trl", "accelerate"):
         try:
@@ -74,9 +70,9 @@ def _versions() -> dict[str, str | None]:
 
 def accuracies(log_history: list[dict[str, Any]], step: int) -> tuple[float | None, float | None]:
     """(accuracy of the weights at ``step``, best accuracy so far) from the Trainer's log."""
-    evals = [e for e in log_history if "eval_accuracy" in e]
-    at_step = [e["eval_accuracy"] for e in evals if e.get("step") == step]
-    best = max((e["eval_accuracy"] for e in evals), default=None)
+    evals = [e for e in log_history if METRIC in e]
+    at_step = [e[METRIC] for e in evals if e.get("step") == step]
+    best = max((e[METRIC] for e in evals), default=None)
     return (at_step[-1] if at_step else None), best
 
 

@@ -11,33 +11,46 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from rvl_llm.errors import RvlError
-from rvl_llm.inference.base_model import bf16_supported, cuda_available, load_base_model
+from rvl_llm.inference.base_model import (
+    HEAD_NAMES,
+    bf16_supported,
+    cuda_available,
+    load_base_model,
+)
+from rvl_llm.inference.distributed import device_map, process_state
+from rvl_llm.logs import Log
 from rvl_llm.presets import Preset
 from rvl_llm.recipe import Quantization
+from rvl_llm.train.arguments import check_arguments
 
 if TYPE_CHECKING:
     from rvl_llm.train.config import TrainConfig
 
-# Names transformers gives the new head of *ForSequenceClassification models.
-HEAD_NAMES = ("score", "classifier", "classification_head")
 # unsloth wants module names; these are "all-linear" for Llama/Mistral-style decoders.
 UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def resolve_mixed_precision(choice: str | None) -> str | None:
-    """``--mixed-precision`` to what runs: None (fp32), "bf16" or "fp16".
+def resolve_mixed_precision(choice: str | None, say: Log | None = None) -> str:
+    """``--mixed-precision`` to what runs, as the recipe records it: "fp32", "bf16" or "fp16";
+    ``say`` is told what ``auto`` chose and why.
 
     ``auto`` is bf16 on a CUDA GPU that has it, fp16 on one that has not, and fp32 without CUDA.
     CPU autocast runs bf16, but without AMX/AVX512-BF16 it is emulated and slower than fp32, and
     validation under it can score differently from the fp32 reload eval does; ask for
     ``--mixed-precision bf16`` to have it anyway.
     """
-    if choice in (None, "fp32", "no"):  # None: a version-2 recipe's fp32
-        return None
+    if choice in (None, "fp32", "no"):  # None: the flag's off value in a config file
+        return "fp32"
     if choice == "auto":
         if not cuda_available():
-            return None
-        choice = "bf16" if bf16_supported() else "fp16"
+            chosen, why = "fp32", "no CUDA GPU; --mixed-precision bf16 to autocast on CPU"
+        elif bf16_supported():
+            chosen, why = "bf16", "the GPU supports it"
+        else:
+            chosen, why = "fp16", "the GPU has no bf16; loss scaling on"
+        if say is not None:
+            say(f"train: --mixed-precision auto: {chosen} ({why})")
+        return chosen
     if choice == "bf16" and not bf16_supported():
         raise RvlError("--mixed-precision bf16: this GPU has no bf16 support; use fp16 or auto")
     if choice == "fp16" and not cuda_available():
@@ -73,8 +86,6 @@ def check_environment(cfg: TrainConfig) -> None:
     if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise RvlError("--attn-implementation flash_attention_2: flash-attn is not installed "
                        "(pip install flash-attn), or use sdpa")
-    from rvl_llm.train.arguments import check_arguments
-
     check_arguments(cfg)  # names transformers knows: optimiser, schedule, trackers, --trainer-arg
 
 
@@ -106,7 +117,7 @@ def load_model(
     labels: tuple[str, ...],
     pad_token_id: int,
     preset: Preset | None,
-    mixed_precision: str | None,
+    mixed_precision: str,
 ) -> Any:
     """The model ready for the Trainer: loaded as the trainable mode needs, parts frozen."""
     if cfg.settings.unsloth:
@@ -164,12 +175,10 @@ def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> An
 
 def _device_map(cfg: TrainConfig) -> Any:
     if cfg.settings.split_model:
-        return "auto"
+        return device_map("auto")
     if cfg.settings.trainable == "qlora":
         # 4-bit weights cannot be moved after loading: load them on this process's device.
-        from accelerate import PartialState
-
-        return {"": str(PartialState().device)}
+        return device_map(str(process_state().device))
     return None  # the Trainer moves the model
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -19,13 +18,31 @@ from typing import Any
 
 import click
 
-from rvl_llm.config_file import write_run_config
+from rvl_llm.compat import close_progress_bars
 from rvl_llm.errors import RvlError
+from rvl_llm.inference.base_model import cpu_only, resolve_pad_token
+from rvl_llm.logs import Log
 from rvl_llm.options import CLI_KEY
+from rvl_llm.pipeline.config import SourceSettings
+from rvl_llm.pipeline.prepare import PrepareResult, run_prepare
+from rvl_llm.pipeline.prompt import PromptSettings
+from rvl_llm.pipeline.tokenize import load_tokenizer
 from rvl_llm.presets import resolve_model
 from rvl_llm.recipe import RECIPE_NAME, Recipe
-from rvl_llm.train.arguments import training_arguments
+from rvl_llm.train.arguments import METRIC, early_stopping, save_at_end, training_arguments
+from rvl_llm.train.checkpoint import accuracies, build_recipe, recipe_callback
+from rvl_llm.train.class_weights import check_weights_spec, resolve_class_weights
 from rvl_llm.train.config import TrainConfig, with_preset_defaults
+from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
+from rvl_llm.train.guards import finite_guard
+from rvl_llm.train.model import (
+    check_environment,
+    load_model,
+    lora_targets,
+    quantization_settings,
+    resolve_mixed_precision,
+)
+from rvl_llm.train.run_config import write_run_config
 from rvl_llm.train.run_folder import (
     FINAL_DIR,
     check_log_dir,
@@ -38,8 +55,6 @@ from rvl_llm.train.run_folder import (
     save_failure,
     set_aside,
 )
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -55,30 +70,29 @@ def run_train(cfg: TrainConfig, log: Log | None = None) -> TrainResult:
     source = resolve_model(cfg.data.model)
     cfg = with_preset_defaults(cfg, source.preset)
     source.check_model_files()
-    from rvl_llm.inference.base_model import cpu_only
-    from rvl_llm.train.model import check_environment, resolve_mixed_precision
-
     check_environment(cfg)
-    mixed_precision = resolve_mixed_precision(cfg.settings.mixed_precision)
+    chose: list[str] = []  # what --mixed-precision auto chose: said once the run is accepted
+    mixed_precision = resolve_mixed_precision(cfg.settings.mixed_precision, chose.append)
     source.tokenizer_dir()  # a hub model unreachable offline fails here, before any write
+    check_weights_spec(cfg.settings.class_weights)  # its contents once the labels are known
     check_log_dir(cfg.log_dir)
     if cfg.settings.unsloth:
         import unsloth  # noqa: F401 - patches transformers and peft; must come before them
 
     from accelerate import PartialState
 
-    from rvl_llm.pipeline.prepare import run_prepare
-
     state = PartialState(cpu=cpu_only())
     # One process of a launch holds the lock: the others are its own workers.
     with run_lock(cfg.log_dir, cfg.name) if state.is_main_process else nullcontext():
         check_run_dir(cfg)
+        for line in chose if state.is_main_process else ():
+            say(line)
         with state.main_process_first():  # rank 0 builds the shards; the others hit the cache
             prepared = run_prepare(cfg.data, log=say if state.is_main_process else None)
         if state.is_main_process:
             for line in prepared.summary_lines():
                 say(line)
-        return _train(cfg, source, prepared.manifest, mixed_precision, state, say)
+        return _train(cfg, source, prepared, mixed_precision, state, say)
 
 
 def check_run_dir(cfg: TrainConfig) -> None:
@@ -104,30 +118,30 @@ def check_run_dir(cfg: TrainConfig) -> None:
                        "--resume to continue it or --overwrite to start again")
 
 
-def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | None,
+def _train(cfg: TrainConfig, source: Any, prepared: PrepareResult, mixed_precision: str | None,
            state: Any, say: Log) -> TrainResult:
     from transformers import set_seed
 
-    from rvl_llm.compat import close_progress_bars
-    from rvl_llm.inference.base_model import resolve_pad_token
-    from rvl_llm.pipeline.tokenize import load_tokenizer
-    from rvl_llm.train.arguments import early_stopping, save_at_end
-    from rvl_llm.train.checkpoint import build_recipe, recipe_callback
-    from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
-    from rvl_llm.train.guards import finite_guard
-    from rvl_llm.train.model import load_model, lora_targets, quantization_settings
+    # Lazy: it imports transformers, which must come after unsloth (run_train imports it first).
     from rvl_llm.train.trainer import RvlTrainer
 
     tokenizer = load_tokenizer(source.tokenizer_dir(),
                                trust_remote_code=cfg.data.trust_remote_code)
     tokenizer.pad_token = resolve_pad_token(tokenizer, cfg.settings.set_pad_token, source.preset)
-    recipe = build_recipe(
-        cfg, source, manifest,
+    manifest = prepared.manifest
+    # From the rows the loss sees: the train split's class counts (windows, under chunks).
+    weights = resolve_class_weights(cfg.settings.class_weights, manifest.labels,
+                                    manifest.split_info("train").class_counts)
+    if weights is not None and state.is_main_process:
+        say("train: class weights " + ", ".join(
+            f"{name} {w:.3g}" for name, w in zip(manifest.labels, weights, strict=True)))
+    recipe = replace(build_recipe(
+        cfg, source, prepared,
         pad_token=tokenizer.pad_token,
         lora_targets=lora_targets(source.preset),
         quantization=quantization_settings(cfg.settings.trainable or ""),
         mixed_precision=mixed_precision,
-    )
+    ), class_weights=weights)
     resume_from = _resume_point(cfg, recipe, say) if state.is_main_process else None
     if cfg.resume and state.num_processes > 1:  # rank 0 chose (and set aside); all follow it
         from accelerate.utils import broadcast_object_list
@@ -164,6 +178,8 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
         class_names=manifest.labels,
         pad_token_id=tokenizer.pad_token_id,
         head_only=cfg.settings.trainable == "classifier",
+        class_weights=weights,
+        chunk_aggregate=cfg.settings.chunk_aggregate,
         say=say,
     )
     if not has_validation and state.is_main_process:
@@ -177,17 +193,16 @@ def _train(cfg: TrainConfig, source: Any, manifest: Any, mixed_precision: str | 
         raise
 
 
-# Prepare settings that do not change the rows a run reads.
-_NOT_DATA = ("progress", "trust_remote_code", "tokenize_batch")
-
-
 def _resume_identity(recipe: Recipe) -> dict[str, Any]:
-    """What a resumed run must share with the run it continues: every prepare setting that
-    shapes the rows (compared one by one, so the message names it), the model and adapters."""
-    data = {_flag(f): getattr(recipe.data, f.name)
-            for f in fields(recipe.data) if f.name not in _NOT_DATA}
+    """What a resumed run must share with the run it continues, compared one by one so the
+    message names it: where its documents come from (every source setting), the prompt its rows
+    were rendered from (every resolved prompt setting), the model and adapters."""
+    source = {_flag(f): getattr(recipe.data, f.name) for f in fields(SourceSettings)}
+    prompt = {_flag(f): getattr(recipe.prompt.settings, f.name) for f in fields(PromptSettings)}
     return {
-        **data,
+        **source,
+        **prompt,
+        "the prompt": recipe.prompt,  # what the settings resolved to (template, tokenizer)
         "model_location": recipe.model_location,
         "cache_key": recipe.cache_key,
         "trainable": recipe.trainable,
@@ -231,8 +246,6 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
                  say: Log) -> TrainResult:
     from safetensors import SafetensorError  # a Rust binding; transformers is loaded by now
 
-    from rvl_llm.train.checkpoint import accuracies
-
     final = cfg.run_dir / FINAL_DIR
     try:
         trainer.save_model(str(final))  # on every process: FSDP gathers the weights collectively
@@ -246,7 +259,7 @@ def _write_final(cfg: TrainConfig, trainer: Any, recipe: Recipe, state: Any,
         # leaves some validations without one).
         final_accuracy, _ = accuracies(history, int(Path(best_checkpoint).name.split("-")[-1]))
     else:
-        evals = [e["eval_accuracy"] for e in history if "eval_accuracy" in e]
+        evals = [e[METRIC] for e in history if METRIC in e]
         final_accuracy = evals[-1] if evals else None
     if state.is_main_process:
         done = replace(recipe, validation_accuracy=final_accuracy, best_validation_accuracy=best)

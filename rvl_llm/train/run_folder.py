@@ -25,21 +25,21 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from rvl_llm.atomic import TEMP_PREFIX
-from rvl_llm.config_file import RUN_CONFIG_NAME
 from rvl_llm.errors import RvlError, write_reason
 from rvl_llm.inference.checkpoint import (
     ADAPTER_WEIGHTS,
     CHECKPOINT_PREFIX,
     FINAL_DIR,
+    MODEL_INDEX,
     MODEL_WEIGHTS,
 )
 from rvl_llm.recipe import RECIPE_NAME, Recipe
+from rvl_llm.train.run_config import RUN_CONFIG_NAME
 
 INCOMPLETE_PREFIX = "incomplete-"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's TRAINER_STATE_NAME
 # One weights file (adapter, full model or head-only classifier) or a sharded full model.
 WEIGHTS_FILES = (MODEL_WEIGHTS, ADAPTER_WEIGHTS)
-WEIGHTS_INDEX = "model.safetensors.index.json"
 
 # The same pattern as transformers' get_last_checkpoint: "checkpoint-" and digits, nothing else.
 _CHECKPOINT = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
@@ -214,7 +214,7 @@ def _non_empty(path: Path) -> bool:
 def _has_weights(folder: Path) -> bool:
     if any(_non_empty(folder / name) for name in WEIGHTS_FILES):
         return True
-    index = _json_object(folder / WEIGHTS_INDEX)
+    index = _json_object(folder / MODEL_INDEX)
     shards = index.get("weight_map") if index else None
     if not isinstance(shards, dict) or not shards:
         return False

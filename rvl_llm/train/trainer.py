@@ -11,6 +11,9 @@ Changes to ``transformers.Trainer``, each small (the private-method overrides, a
 - ``evaluate``: scores the validation split with ``rvl_llm.inference.scoring.predict`` (exact
   label scoring; the Trainer's eval loop would reorder rows by length and hold full logits) and
   reports accuracy and macro-F1, so ``load_best_model_at_end`` keeps the most accurate epoch.
+  The windows of one document (``--truncation chunks``) are aggregated into one prediction.
+- ``--class-weights``: each completion's (generative) or row's (classifier) loss term is
+  weighted by its class; the sum is divided by the unweighted count, as without weights.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from safetensors import SafetensorError
 from transformers import Trainer
 
 from rvl_llm.compat import TrainerOverrides
+from rvl_llm.inference.aggregate import aggregate_predictions
+from rvl_llm.inference.distributed import (
+    concatenate_predictions,
+    gather_in_rank_order,
+    share_of,
+)
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 from rvl_llm.train.run_folder import save_failure
 
@@ -41,9 +50,12 @@ def completion_loss(
     inputs: dict[str, torch.Tensor],
     completion_len: int,
     num_items_in_batch: torch.Tensor | int | None = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
     """Cross-entropy of the completion tokens from logits at the last ``completion_len + 1``
-    positions; equal to the full causal-LM loss because no label lies before them."""
+    positions; equal to the full causal-LM loss because no label lies before them.
+    ``token_weights`` ([batch, completion_len], from ``completion_weights``) weighs each token's
+    term; the sum is still divided by the count of labelled tokens."""
     import torch.nn.functional as F
 
     k = completion_len
@@ -56,24 +68,52 @@ def completion_loss(
     logits = outputs.logits[:, -(k + 1) :]  # a model that ignores logits_to_keep still works
     logits = logits[:, :-1].float()  # position t predicts token t + 1
     target = inputs["labels"][:, -k:].to(logits.device)
-    total = F.cross_entropy(
+    per_token = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="sum",
+        ignore_index=IGNORE_INDEX, reduction="none",
     )
+    if token_weights is not None:
+        per_token = per_token * token_weights.to(per_token.device).reshape(-1)
+    total = per_token.sum()
     count = (target != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
     return total / count, outputs
+
+
+def completion_weights(
+    labels: torch.Tensor, completions: Sequence[Sequence[int]], class_weights: Sequence[float]
+) -> torch.Tensor:
+    """[batch, K] weights of the last K label positions (K = the longest completion): each
+    row's class weight on its completion's tokens. The class is read from the completion the
+    row's labels hold (completions are distinct per class), so rows need no extra column."""
+    import torch
+
+    k = max(len(c) for c in completions)
+    classes = {tuple(c): i for i, c in enumerate(completions)}
+    tail = labels[:, -k:].cpu()
+    weights = torch.zeros(tail.shape, dtype=torch.float32)
+    for b, row in enumerate(tail.tolist()):
+        completion = tuple(t for t in row if t != IGNORE_INDEX)
+        if completion not in classes:
+            raise ValueError("a row's completion is none of the template's: the shards do not "
+                             "match the manifest's template")
+        weights[b] = float(class_weights[classes[completion]])
+    return weights
 
 
 def classifier_loss(
     model: Any,
     inputs: dict[str, torch.Tensor],
     num_items_in_batch: torch.Tensor | int | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
+    """Cross-entropy of the head's logits; with ``class_weights`` each row's term is weighted
+    by its class, and the sum divided by the count of rows (not of weights)."""
     import torch.nn.functional as F
 
     outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     labels = inputs["labels"].to(outputs.logits.device)
-    total = F.cross_entropy(outputs.logits.float(), labels, reduction="sum")
+    weight = None if class_weights is None else class_weights.to(outputs.logits.device)
+    total = F.cross_entropy(outputs.logits.float(), labels, weight=weight, reduction="sum")
     count = labels.numel() if num_items_in_batch is None else num_items_in_batch
     return total / count, outputs
 
@@ -86,6 +126,8 @@ class RvlTrainer(TrainerOverrides, Trainer):
         class_names: Sequence[str],
         pad_token_id: int,
         head_only: bool = False,
+        class_weights: Sequence[float] | None = None,
+        chunk_aggregate: str = "mean",
         say: Callable[[str], None] = print,
         **kwargs: Any,
     ) -> None:
@@ -94,6 +136,8 @@ class RvlTrainer(TrainerOverrides, Trainer):
         self.class_names = tuple(class_names)
         self.pad_token_id = pad_token_id
         self.head_only = head_only
+        self.class_weights = None if class_weights is None else tuple(class_weights)
+        self.chunk_aggregate = chunk_aggregate  # windows of one document -> one prediction
         self.say = say  # the stage's reporter (not Trainer.log, which records metrics)
         self.last_predictions: Any = None  # of the latest validation, on the main process
         # Our losses are sums divided by num_items_in_batch: the Trainer must count the items
@@ -118,12 +162,19 @@ class RvlTrainer(TrainerOverrides, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
+        weights = self.class_weights
         if self.template.mode == "generative":
+            token_weights = None if weights is None else completion_weights(
+                inputs["labels"], self.template.completions, weights)
             loss, outputs = completion_loss(
-                model, inputs, self.template.max_completion_len, num_items_in_batch
+                model, inputs, self.template.max_completion_len, num_items_in_batch,
+                token_weights,
             )
         else:
-            loss, outputs = classifier_loss(model, inputs, num_items_in_batch)
+            import torch  # heavy: only where a loss is computed
+
+            tensor = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+            loss, outputs = classifier_loss(model, inputs, num_items_in_batch, tensor)
         if (
             num_items_in_batch is not None
             and self.args.average_tokens_across_devices
@@ -167,10 +218,9 @@ class RvlTrainer(TrainerOverrides, Trainer):
         """
         from rvl_llm.inference.scoring import predict
 
-        world, rank = self.args.world_size, self.args.process_index
-        share = dataset
-        if world > 1 and not self.is_fsdp_enabled:
-            share = dataset.shard(num_shards=world, index=rank, contiguous=True)
+        shared = self.args.world_size > 1 and not self.is_fsdp_enabled
+        share = share_of(dataset, self.args.process_index, self.args.world_size) if shared \
+            else dataset
         model = self.model if self.is_fsdp_enabled else self.accelerator.unwrap_model(self.model)
         with self.accelerator.autocast():
             predictions = predict(
@@ -183,13 +233,10 @@ class RvlTrainer(TrainerOverrides, Trainer):
                 progress=False,
             )
         self.last_predictions = predictions  # this process's share
-        if share is dataset:
-            return predictions.true, predictions.predicted
-        from accelerate.utils import gather_object
-
-        shares = gather_object([(predictions.true, predictions.predicted)])  # rank order
-        true = np.concatenate([t for t, _ in shares])
-        predicted = np.concatenate([p for _, p in shares])
-        assert len(true) == len(dataset), "validation shares do not add up to the split"
-        return true, predicted
-
+        if shared:  # a collective: every process gathers, whatever its share
+            predictions = concatenate_predictions(gather_in_rank_order(predictions,
+                                                                       self.accelerator))
+            assert len(predictions.true) == len(dataset), "validation shares do not add up"
+        # Windows of one document (--truncation chunks) become one prediction, as in eval.
+        predictions = aggregate_predictions(predictions, self.chunk_aggregate)
+        return predictions.true, predictions.predicted
