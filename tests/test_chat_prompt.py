@@ -229,6 +229,46 @@ def test_instruction_descriptions_and_template_change_the_key_and_the_prompt(
     assert again.built == () and again.manifest == manifests["instruction"]
 
 
+NUMBERED = ("Which type is this document?\n"
+            + "".join(f"{n}. {name}\n" for n, name in enumerate(RVL_CDIP_CLASSES, 1))
+            + "Answer with the type's name.\n")
+
+
+def test_an_instruction_file_is_read_into_the_prompt_the_key_and_the_recipe(
+    smollm2: Path, corpus: Path, reference: Any, tmp_path: Path
+) -> None:
+    """--instruction-file puts the file's text where --instruction would: the rows' prompt, the
+    resolved settings (what the recipe stores; no path left to read later) and the key, which
+    follows the text, not the path. A numbered class list still has class NAMES scored."""
+    path = tmp_path / "prompt_ocr.txt"
+    path.write_text(NUMBERED)
+    common = {"max_len": 256, "splits": ("validation",)}
+    from_file = run_prepare(cfg(corpus, smollm2, tmp_path / "cache", instruction_file=path,
+                                **common))
+    prefix = reference.decode(from_file.manifest.template.prefix)
+    assert "1. letter\n2. form\n" in prefix and "16. memo\nAnswer with the type's name."\
+        + chat.DOCUMENT_HEADING in prefix
+    settings = from_file.prompt.settings
+    assert settings.instruction == NUMBERED.strip() and settings.instruction_file is None
+    saved = from_file.manifest.settings["prompt"]["settings"]
+    assert saved["instruction"] == NUMBERED.strip() and saved["instruction_file"] is None
+    # The same text given inline is the same prompt: one cache entry.
+    inline = run_prepare(cfg(corpus, smollm2, tmp_path / "cache", instruction=NUMBERED.strip(),
+                             **common))
+    assert inline.built == () and inline.manifest.key == from_file.manifest.key
+    # Another text in the same file is another prompt: another key.
+    path.write_text(NUMBERED.replace("16. memo", "16. memorandum"))
+    edited = run_prepare(cfg(corpus, smollm2, tmp_path / "cache", instruction_file=path,
+                             **common))
+    assert edited.manifest.key != from_file.manifest.key
+    # What is scored is each class name + end of turn, never its number.
+    template = from_file.manifest.template
+    for label, name in enumerate(RVL_CDIP_CLASSES):
+        assert list(template.completions[label]) == [
+            *reference.encode(name, add_special_tokens=False),
+            reference.convert_tokens_to_ids(END_OF_TURN)]
+
+
 def test_a_plain_prompt_keys_as_its_resolved_style(smollm2: Path, corpus: Path,
                                                     tmp_path: Path) -> None:
     """The key hashes the resolved prompt: --prompt plain and a folder's default (plain) are one
@@ -318,6 +358,47 @@ def test_instruction_without_a_chat_prompt(smollm2: Path, corpus: Path, tmp_path
     # A folder has no preset: its prompt is plain unless --prompt chat says otherwise.
     assert_clean_failure(prepare(corpus, smollm2, tmp_path / "cache", *args),
                          tmp_path / "cache", *needles)
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "needle"),
+    [
+        (None, (), "cannot read"),
+        (b"  \n\n", (), "the file is empty"),
+        (b"\xff\xfe Classify", (), "cannot read"),
+        (b"Classify it.", ("--instruction", "Sort it."), "not with --instruction"),
+    ],
+    ids=["missing", "empty", "not-utf8", "with-instruction"],
+)
+def test_bad_instruction_files(smollm2: Path, corpus: Path, tmp_path: Path,
+                               content: bytes | None, extra: tuple[str, ...], needle: str) -> None:
+    path = tmp_path / "prompt.txt"
+    if content is not None:
+        path.write_bytes(content)
+    result = prepare(corpus, smollm2, tmp_path / "cache", "--prompt", "chat",
+                     "--instruction-file", str(path), *extra)
+    assert_clean_failure(result, tmp_path / "cache", f"--instruction-file {path}: ", needle)
+
+
+def test_a_bad_instruction_file_stops_train_before_any_write(smollm2: Path, corpus: Path,
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "none.txt"
+    result = CliRunner().invoke(main, ["train", "-d", str(corpus), "-m", str(smollm2), "-g",
+                                       "--name", "run", "--prompt", "chat",
+                                       "--instruction-file", str(path), "--log-dir",
+                                       str(tmp_path / "log"), "--cache-dir",
+                                       str(tmp_path / "cache"), "--no-progress"])
+    assert_clean_failure(result, tmp_path / "cache", f"--instruction-file {path}: cannot read")
+    assert not (tmp_path / "log").exists()
+
+
+def test_an_instruction_file_without_a_chat_prompt(smollm2: Path, corpus: Path,
+                                                   tmp_path: Path) -> None:
+    path = tmp_path / "prompt.txt"
+    path.write_text("Classify it.")
+    result = prepare(corpus, smollm2, tmp_path / "cache", "--instruction-file", str(path))
+    assert_clean_failure(result, tmp_path / "cache", "--instruction-file", "prompt is plain",
+                         "--prompt chat")
 
 
 def test_a_chat_prompt_needs_generative_mode(smollm2: Path, corpus: Path, tmp_path: Path) -> None:

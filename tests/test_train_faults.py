@@ -517,8 +517,8 @@ CONSTRAINED = {"splits": ("validation", "test"), "labels": ("alpha", "beta", "ga
                "prompt": "chat", "split_file": ("/tmp/x_split_file.txt",), "truncation": "chunks",
                "chunk_by": "page", "train_chunks": "first"}
 # Left at their default because a field set above excludes them (--train-per-class, --truncation
-# chunks).
-EXCLUDED = {"train_size", "keep_tail"}
+# chunks, --instruction).
+EXCLUDED = {"train_size", "keep_tail", "instruction_file"}
 
 
 def unlike_default(name: str, hint: Any, default: Any, tmp_path: Path) -> Any:

@@ -185,6 +185,25 @@ def _imports(adapter: bool) -> tuple[str, str]:
     return imports, auto
 
 
+# The end of both generative snippets: score every class's completion after the prompt.
+_CLASSIFY = """
+
+def classify(text):
+    prompt = prefix + ids(text, as_text=True)[:budget] + directive
+    scores = []
+    for completion in completions:
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion])).logits[0].float()
+        logp = logits[len(prompt) - 1 : -1].log_softmax(-1)
+        scores.append(logp[range(len(completion)), completion].sum().item())
+    return LABELS[max(range(len(LABELS)), key=scores.__getitem__)]
+
+
+print(classify("text of a document"))
+```
+"""
+
+
 def _plain_snippet(recipe: Recipe, imports: str, auto: str, labels: str) -> str:
     return f"""## Use it without rvl-llm
 
@@ -204,33 +223,20 @@ TEMPLATE = {json.dumps(recipe.prompt.settings.response_template)}
 MAX_LEN = {recipe.prompt.max_len}
 
 
-def ids(text):
-    return tokenizer(text, add_special_tokens=False).input_ids
+def ids(text, as_text=False):  # as_text: special-token text in a document stays text
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=as_text).input_ids
 
 
 def after(context, text):  # the tokens of `text` as it continues `context`
     return ids(context + text)[len(ids(context)):]
 
 
+prefix = [tokenizer.bos_token_id]
 directive = after("a", TEMPLATE)
 completions = [after("a" + TEMPLATE, " " + label) + [tokenizer.eos_token_id] for label in LABELS]
-budget = MAX_LEN - 1 - len(directive) - max(len(c) for c in completions)
+budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
 
-
-def classify(text):
-    prompt = [tokenizer.bos_token_id] + ids(text)[:budget] + directive
-    scores = []
-    for completion in completions:
-        with torch.no_grad():
-            logits = model(torch.tensor([prompt + completion])).logits[0].float()
-        logp = logits[len(prompt) - 1 : -1].log_softmax(-1)
-        scores.append(logp[range(len(completion)), completion].sum().item())
-    return LABELS[max(range(len(LABELS)), key=scores.__getitem__)]
-
-
-print(classify("text of a document"))
-```
-{_qlora_note(recipe)}"""
+{_CLASSIFY}{_qlora_note(recipe)}"""
 
 
 def _chat_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
@@ -282,21 +288,7 @@ completions = [after(directive_text, label) + after(directive_text + label, end_
                for label in LABELS]
 budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
 
-
-def classify(text):
-    prompt = prefix + ids(text, as_text=True)[:budget] + directive
-    scores = []
-    for completion in completions:
-        with torch.no_grad():
-            logits = model(torch.tensor([prompt + completion])).logits[0].float()
-        logp = logits[len(prompt) - 1 : -1].log_softmax(-1)
-        scores.append(logp[range(len(completion)), completion].sum().item())
-    return LABELS[max(range(len(LABELS)), key=scores.__getitem__)]
-
-
-print(classify("text of a document"))
-```
-{_qlora_note(recipe)}"""
+{_CLASSIFY}{_qlora_note(recipe)}"""
 
 
 def _qlora_note(recipe: Recipe) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 from rvl_llm.atomic import TEMP_PREFIX, staging_path
 from rvl_llm.errors import RvlError
-from rvl_llm.pipeline.corpus import SourceFile
+from rvl_llm.pipeline.corpus import SplitFiles
 from rvl_llm.pipeline.manifest import MANIFEST_NAME, Manifest
 from rvl_llm.presets import TOKENIZER_FILES
 
@@ -61,16 +61,12 @@ def tokenizer_fingerprint(folder: Path) -> dict[str, str]:
     return found
 
 
-def data_fingerprint(
-    files: dict[str, list[SourceFile]], bad: dict[str, list[tuple[Path, str]]]
-) -> str:
+def data_fingerprint(splits: dict[str, SplitFiles]) -> str:
     """Every file of every split (path, size, mtime) and every bad one (path, reason)."""
     digest = hashlib.sha256()
-    for split in sorted(files):
+    for split in sorted(splits):
         # One update per split, not per file: the same bytes, a fraction of the calls at 400k.
-        lines = [f"{split}\t{f.path}\t{f.size}\t{f.mtime_ns}\n" for f in files[split]]
-        lines += [f"{split}\t{path}\tbad\t{reason}\n" for path, reason in bad.get(split, [])]
-        digest.update("".join(lines).encode())
+        digest.update(splits[split].key_lines(split).encode())
     return digest.hexdigest()
 
 

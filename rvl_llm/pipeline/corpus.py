@@ -36,8 +36,8 @@ _JSON_TYPES: dict[type, str] = {
 
 
 class SourceFile(NamedTuple):
-    """One listed file. A NamedTuple, not a dataclass, and ``path`` a str, not a Path: a cache
-    hit lists 400k of them, and a frozen dataclass costs three times as much to build."""
+    """One listed file, made when its split is built (``SplitFiles.files``; a hit makes none). A
+    NamedTuple and ``path`` a str: a build makes one per file, a frozen dataclass costs 3x."""
 
     path: str
     label: int
@@ -70,15 +70,18 @@ class BadFile(RvlError):
         super().__init__(f"{path}: {reason}")
 
 
-def scan_folder(data_dir: Path) -> tuple[str, list[str]]:
-    """The data folder, resolved, and the names of its ``*.json`` entries, sorted."""
+def scan_folder(data_dir: Path, names: list[str] | None = None) -> tuple[str, list[str]]:
+    """The data folder, resolved, and the names of its ``*.json`` entries, sorted. ``names``:
+    the folder's entries when the caller has listed it already (guessing its format), so a
+    400k-file folder is listed once."""
     if not data_dir.is_dir():
         raise RvlError(f"--data {data_dir}: no such folder")
     # Entry paths are as relative as the folder given; they key the cache, so `-d data` and
     # `-d /abs/data` must list the same paths. Names alone, not scandir's entry objects: a
     # cache hit of RVL-CDIP lists 400k.
     folder = str(data_dir.resolve())
-    names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+    listed = os.listdir(folder) if names is None else names
+    names = sorted([name for name in listed if name.endswith(".json")])
     if not names:
         raise RvlError(f"--data {data_dir}: the folder holds no .json files")
     return folder, names
@@ -93,38 +96,91 @@ def parse_label(name: str, prefix: str, suffix: str) -> int | None:
     return int(number) if number.isdecimal() else None
 
 
-def split_files(
-    folder: str, names: list[str], prefix: str, suffix: str
-) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
+class SplitFiles(NamedTuple):
+    """One split's listed files as columns (names, labels, stat results), sorted by name, and
+    its bad entries. Columns, not a SourceFile per file: a cache hit of RVL-CDIP's 400k files
+    needs only the key's lines and the label check, so per-file objects are made (``files``)
+    only when a split is built."""
+
+    base: str  # the resolved folder with a trailing separator: base + name is a file's path
+    names: list[str]
+    labels: list[int]
+    stats: list[os.stat_result]
+    bad: list[tuple[Path, str]]
+
+    def files(self) -> list[SourceFile]:
+        base = self.base
+        return [SourceFile(base + name, label, stat.st_size, stat.st_mtime_ns)
+                for name, label, stat in zip(self.names, self.labels, self.stats, strict=True)]
+
+    def key_lines(self, split: str) -> str:
+        """What the cache key hashes of this split: each file's path, size and mtime, and each
+        bad entry's path and reason, a line each."""
+        head = f"{split}\t{self.base}"
+        lines = [f"{head}{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
+                 for name, stat in zip(self.names, self.stats, strict=True)]
+        lines += [f"{split}\t{path}\tbad\t{reason}\n" for path, reason in self.bad]
+        return "".join(lines)
+
+
+def split_files(folder: str, names: list[str], prefix: str, suffix: str) -> SplitFiles:
     """This split's files (sorted) and the bad ones that belong to it: no label number in the
     name, or no file behind the name (a broken symbolic link, a file removed meanwhile).
     ``names`` must be sorted, as :func:`scan_folder` returns them."""
-    files, bad = [], []
     ending = suffix + ".json"
     base = os.path.join(folder, "")
     # Sorted names put this split's in one run, found by bisection: no pass over the other
     # splits' files; and each file is stat'ed by name relative to the folder, not by a path
-    # walked from the root. A cache hit of RVL-CDIP stats 400k files: this is most of it.
+    # walked from the root. A cache hit of RVL-CDIP stats 400k files: this is most of it, so
+    # the common case (every name well formed, every file there) runs as comprehensions and
+    # only a run with a bad name or file takes the per-name loop.
     start = bisect_left(names, prefix)
     stop = bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1))
-    fd = os.open(folder, os.O_RDONLY) if os.stat in os.supports_dir_fd else None
-    try:
-        for name in names[start:stop]:
-            label = parse_label(name, prefix, suffix) if name.endswith(ending) else None
-            if label is None:
+    run = names[start:stop]
+    cut, end = len(prefix), -len(ending)
+    numbers = [name[cut:end].rpartition("_")[2] if name.endswith(ending) else "" for name in run]
+    bad: list[tuple[Path, str]] = []
+    if all(map(str.isdecimal, numbers)):
+        good, labels = run, list(map(int, numbers))
+    else:
+        good, labels = [], []
+        for name, number in zip(run, numbers, strict=True):
+            if number.isdecimal():
+                good.append(name)
+                labels.append(int(number))
+            else:
                 bad.append((Path(base + name), f"no label number before '{ending}' in the file "
                                                "name"))
-                continue
-            try:  # follows symbolic links
-                stat = os.stat(name, dir_fd=fd) if fd is not None else os.stat(base + name)
-            except OSError as err:
-                bad.append((Path(base + name), read_problem(base + name, err)))
-                continue
-            files.append(SourceFile(base + name, label, stat.st_size, stat.st_mtime_ns))
+    fd = os.open(folder, os.O_RDONLY) if os.stat in os.supports_dir_fd else None
+    try:
+        try:  # follows symbolic links
+            if fd is not None:
+                stats = [os.stat(name, dir_fd=fd) for name in good]
+            else:
+                stats = [os.stat(base + name) for name in good]
+        except OSError:  # a broken link or a file removed meanwhile: find which, one by one
+            good, labels, stats, missing = _stat_each(base, fd, good, labels)
+            bad = sorted([*bad, *missing], key=lambda item: item[0].name)
     finally:
         if fd is not None:
             os.close(fd)
-    return files, bad
+    return SplitFiles(base, good, labels, stats, bad)
+
+
+def _stat_each(
+    base: str, fd: int | None, names: list[str], labels: list[int]
+) -> tuple[list[str], list[int], list[os.stat_result], list[tuple[Path, str]]]:
+    kept, kept_labels, stats, bad = [], [], [], []
+    for name, label in zip(names, labels, strict=True):
+        try:
+            stat = os.stat(name, dir_fd=fd) if fd is not None else os.stat(base + name)
+        except OSError as err:
+            bad.append((Path(base + name), read_problem(base + name, err)))
+            continue
+        kept.append(name)
+        kept_labels.append(label)
+        stats.append(stat)
+    return kept, kept_labels, stats, bad
 
 
 def read_problem(path: str | Path, err: OSError) -> str:

@@ -40,7 +40,15 @@ from rvl_llm.pipeline.prompt import PromptSpec, resolve_prompt
 from rvl_llm.pipeline.rows import load_row_builder
 from rvl_llm.pipeline.selection import select_split, selection_settings
 from rvl_llm.pipeline.shards import ShardWriter
-from rvl_llm.pipeline.sources import Bad, Listing, Source, is_hub, open_source, resolved_data
+from rvl_llm.pipeline.sources import (
+    Bad,
+    FolderSource,
+    Listing,
+    Source,
+    is_hub,
+    open_source,
+    resolved_data,
+)
 from rvl_llm.pipeline.tokenize import EncodeBatch
 from rvl_llm.presets import resolve_model
 
@@ -176,8 +184,9 @@ def _reason(err: OSError) -> str:
 def _resolve_inputs(cfg: PrepareConfig, prompt: PromptSpec | None) -> _Inputs:
     model = resolve_model(cfg.model)
     source = open_source(cfg)
-    if source.unit == "files":  # a folder's listing is its scan: bad names stop even a hit
-        _list_splits(cfg, source, list(cfg.splits))
+    if isinstance(source, FolderSource):  # a folder's listing is its scan: bad names stop
+        # even a hit (checked without a listing's object per file: a hit lists 400k)
+        _refuse_bad(cfg, source, source.bad_entries(cfg.splits))
     tokenizer_dir = model.tokenizer_dir()
     if prompt is None:
         prompt = resolve_prompt(cfg.resolved().prompt_settings, model=cfg.model,
@@ -205,11 +214,15 @@ def _list_splits(cfg: PrepareConfig, source: Source, todo: list[str]) -> dict[st
     """Each split's documents (keys, labels); a bad one stops prepare here, before anything is
     written or the tokenizer is loaded, unless the skip flag turns it into a listed skip."""
     listings = source.list_splits(todo)
-    for split in todo:
-        if listings[split].bad and not cfg.skip_bad_files:
-            where, reason = listings[split].bad[0]
-            raise RvlError(f"{where}: {reason} {_skip_hint(source)}")
+    _refuse_bad(cfg, source, {split: listings[split].bad for split in todo})
     return listings
+
+
+def _refuse_bad(cfg: PrepareConfig, source: Source, bad: dict[str, list[Bad]]) -> None:
+    for found in bad.values():
+        if found and not cfg.skip_bad_files:
+            where, reason = found[0]
+            raise RvlError(f"{where}: {reason} {_skip_hint(source)}")
 
 
 def _skip_flag(source: Source) -> str:

@@ -47,6 +47,11 @@ class PromptSettings:
     instruction: str | None = field(default=None, metadata=cli(
         "--instruction", help="Chat prompt: the user turn's instruction before the document "
         "[names the label set]."))
+    # Read by ``resolve_prompt`` into ``instruction``: the resolved settings (cache key, recipe)
+    # carry the text, so an edited file is a new prompt and a checkpoint needs no file.
+    instruction_file: Path | None = field(default=None, metadata=cli(
+        "--instruction-file", metavar="FILE", help="Chat prompt: the instruction read from a "
+        "UTF-8 file (as --instruction; e.g. a paper's prompt listing the classes)."))
     label_descriptions: Path | None = field(default=None, metadata=cli(
         "--label-descriptions",
         help="Chat prompt: a file of 'class name: description' lines added to the instruction."))
@@ -79,11 +84,19 @@ class PromptSettings:
         if self.prompt == "chat" and not self.generative:
             raise RvlError("--prompt chat: a prompt is for generative mode; add -g (a classifier "
                            "reads the document alone)")
+        if self.instruction is not None and self.instruction_file is not None:
+            raise RvlError(f"--instruction-file {self.instruction_file}: not with --instruction "
+                           "(both give the instruction); drop one")
         for option, value in (("--instruction", self.instruction),
+                              ("--instruction-file", self.instruction_file),
                               ("--label-descriptions", self.label_descriptions)):
             if value is not None and (not self.generative or self.prompt == "plain"):
                 raise RvlError(f"{option}: only a chat prompt has an instruction; pass -g "
                                "--prompt chat (or a preset whose prompt is chat)")
+        if self.instruction_file is not None:
+            # Read here too, so a bad file stops a command before any write (train's run lock);
+            # ``resolve_prompt`` reads it again into the resolved instruction.
+            read_instruction(self.instruction_file)
         if self.instruction is not None and not self.instruction.strip():
             raise RvlError("--instruction: must not be empty")
         self.truncation_rule()  # refuses a bad combination of the long-document flags
@@ -152,15 +165,19 @@ def resolve_prompt(settings: PromptSettings, *, model: str, preset: Preset | Non
     style = "plain"
     if settings.generative:
         style = settings.prompt or (preset.prompt if preset is not None else "plain")
-    if style != "chat" and settings.generative and (
-        settings.instruction is not None or settings.label_descriptions is not None
-    ):
-        option = "--instruction" if settings.instruction is not None else "--label-descriptions"
-        raise RvlError(f"{option}: only a chat prompt has an instruction, and --model "
+    given = [option for option, value in (("--instruction", settings.instruction),
+                                          ("--instruction-file", settings.instruction_file),
+                                          ("--label-descriptions", settings.label_descriptions))
+             if value is not None]
+    if style != "chat" and settings.generative and given:
+        raise RvlError(f"{given[0]}: only a chat prompt has an instruction, and --model "
                        f"{model}'s prompt is {style}; add --prompt chat")
+    instruction = settings.instruction
+    if settings.instruction_file is not None:
+        instruction = read_instruction(settings.instruction_file)
     chat = None
     if style == "chat":
-        chat = chat_prompt(template_from_files(tokenizer_dir), instruction=settings.instruction,
+        chat = chat_prompt(template_from_files(tokenizer_dir), instruction=instruction,
                            label_descriptions=settings.label_descriptions, labels=labels,
                            model=model)
     descriptions = settings.label_descriptions
@@ -168,10 +185,24 @@ def resolve_prompt(settings: PromptSettings, *, model: str, preset: Preset | Non
     # so that it cannot split cache entries.
     template = settings.response_template if style == "plain" and settings.generative else None
     return PromptSpec(
-        settings=replace(settings, prompt=style,
+        settings=replace(settings, prompt=style, instruction=instruction, instruction_file=None,
                          response_template=template or DEFAULT_RESPONSE_TEMPLATE,
                          label_descriptions=descriptions.resolve() if descriptions else None),
         tokenizer=tokenizer_fingerprint(tokenizer_dir),
         labels=tuple(labels),
         chat=chat,
     )
+
+
+def read_instruction(path: Path) -> str:
+    """An instruction file's text, refused in one line when it is missing, unreadable or blank."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise RvlError(f"--instruction-file {path}: cannot read ({reason}); give a UTF-8 text "
+                       "file") from err
+    if not text.strip():
+        raise RvlError(f"--instruction-file {path}: the file is empty; write the instruction "
+                       "in it")
+    return text.strip()

@@ -19,7 +19,7 @@ from rvl_llm.pipeline.cache import data_fingerprint
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import (
     BadFile,
-    SourceFile,
+    SplitFiles,
     file_id,
     read_document,
     scan_folder,
@@ -61,32 +61,39 @@ class Source(Protocol):
 
 def guess_format(cfg: PrepareConfig) -> str:
     """What --data is, from the path (``--data-format`` overrides the guess)."""
+    return _guess_format(cfg)[0]
+
+
+def _guess_format(cfg: PrepareConfig) -> tuple[str, list[str] | None]:
+    """The format, and the folder's entry names when guessing listed them (a folder source
+    reuses them: a 400k-file folder is listed once, not twice)."""
     data = cfg.data_dir
     if cfg.data_format is not None:
-        return cfg.data_format
+        return cfg.data_format, None
     if is_hub(data):
-        return "datasets"
+        return "datasets", None
     if cfg.data_files:
         return _one_table_format([Path(spec.partition("=")[2]) for spec in cfg.data_files],
-                                 "--data-files")
+                                 "--data-files"), None
     if data.is_file():
         kind = TABLE_SUFFIXES.get(data.suffix.lower())
         if kind is None:
             raise RvlError(f"--data {data}: unknown format {data.suffix or '(no suffix)'!r} "
                            f"(a folder, {', '.join(TABLE_SUFFIXES)}, or --data-format)")
-        return kind
+        return kind, None
     if not data.is_dir():
         raise RvlError(f"--data {data}: no such folder or file")
     if (data / "dataset_dict.json").is_file() or (data / "state.json").is_file():
-        return "datasets"
+        return "datasets", None
     # .json files in a folder are OCR documents; a folder of .json arrays needs --data-format.
     # Names, not a Path per file: at 400k files that would cost more than a cache hit's stats.
     kinds = TABLE_SUFFIXES.keys() - {".json"}
-    others = [name for name in os.listdir(data) if not name.endswith(".json")]
+    names = os.listdir(data)
+    others = [name for name in names if not name.endswith(".json")]
     tables = [data / name for name in others if os.path.splitext(name)[1].lower() in kinds]
     if tables:
-        return _one_table_format(tables, f"--data {data}")
-    return "folder"
+        return _one_table_format(tables, f"--data {data}"), None
+    return "folder", names
 
 
 def _one_table_format(paths: Sequence[Path], what: str) -> str:
@@ -105,9 +112,9 @@ def _one_table_format(paths: Sequence[Path], what: str) -> str:
 
 def open_source(cfg: PrepareConfig) -> Source:
     """The source ``cfg`` names; nothing but its listing's metadata is read yet."""
-    kind = guess_format(cfg)
+    kind, names = _guess_format(cfg)
     if kind == "folder":
-        return FolderSource(cfg)
+        return FolderSource(cfg, names)
     if kind == "datasets":
         return open_dataset(cfg)
     return open_tables(cfg, kind)
@@ -119,7 +126,8 @@ class FolderSource:
     kind = "folder"
     unit = "files"
 
-    def __init__(self, cfg: PrepareConfig) -> None:
+    def __init__(self, cfg: PrepareConfig, names: list[str] | None = None) -> None:
+        """``names``: the folder's entries, when the caller listed it already."""
         for option, given in (("--text-column", cfg.text_column is not None),
                               ("--label-column", cfg.label_column != "label"),
                               ("--id-column", cfg.id_column != "id"),
@@ -129,41 +137,51 @@ class FolderSource:
                                f"of OCR JSON files (--data {cfg.data_dir})")
         self.cfg = cfg
         self.labels = cfg.label_names()
-        folder, names = scan_folder(cfg.data_dir)  # resolved paths: they key the cache
-        self.files: dict[str, list[SourceFile]] = {}
-        self.bad_names: dict[str, list[Bad]] = {}
-        for split in SPLITS:
-            files, bad = split_files(folder, names, cfg.prefix(split), cfg.suffix)
-            self.files[split] = files
-            self.bad_names[split] = [(str(p), reason) for p, reason in bad]
+        folder, names = scan_folder(cfg.data_dir, names)  # resolved paths: they key the cache
+        # Columns per split, no object per file: a hit needs only the key and the bad entries.
+        self.splits: dict[str, SplitFiles] = {
+            split: split_files(folder, names, cfg.prefix(split), cfg.suffix) for split in SPLITS
+        }
 
     def key_data(self) -> dict[str, Any]:
         # Byte for byte what prepare keyed folders with before other sources existed.
-        bad = {s: [(Path(p), r) for p, r in self.bad_names[s]] for s in SPLITS}
         return {
             "dir": str(self.cfg.data_dir.resolve()),
             "prefixes": {s: self.cfg.prefix(s) for s in SPLITS},
             "suffix": self.cfg.suffix,
-            "files": {s: len(self.files[s]) for s in SPLITS},
-            "fingerprint": data_fingerprint(self.files, bad),
+            "files": {s: len(self.splits[s].names) for s in SPLITS},
+            "fingerprint": data_fingerprint(self.splits),
         }
 
-    def list_splits(self, splits: Sequence[str]) -> dict[str, Listing]:
-        listings = {}
+    def bad_entries(self, splits: Sequence[str]) -> dict[str, list[Bad]]:
+        """Each split's bad entries (a name without a label, a missing file, a label outside
+        the set) without listing its documents: all a cache hit checks of a folder."""
         top = len(self.labels) - 1
+        found = {}
         for split in splits:
-            if not self.files[split] and not self.bad_names[split]:
+            files = self.splits[split]
+            if not files.names and not files.bad:
                 raise RvlError(
                     f"--data {self.cfg.data_dir}: no files for split {split!r} "
                     f"(expected {self.cfg.prefix(split)}*_<label>{self.cfg.suffix}.json)"
                 )
-            files = self.files[split]
-            # Comprehensions, not appends: a cache hit lists every file of every split.
-            outside = [(f.path, f"label {f.label} is outside the label set (0..{top}, see "
-                                "--labels)") for f in files if f.label > top]
-            entries = [Entry(f.path.rpartition(os.sep)[2], f.label, f) for f in files
-                       if f.label <= top]
-            listings[split] = Listing(entries, [*self.bad_names[split], *outside])
+            bad = [(str(path), reason) for path, reason in files.bad]
+            if files.labels and max(files.labels) > top:  # rare: the scan only when needed
+                bad += [(files.base + name, f"label {label} is outside the label set (0..{top}, "
+                                            "see --labels)")
+                        for name, label in zip(files.names, files.labels, strict=True)
+                        if label > top]
+            found[split] = bad
+        return found
+
+    def list_splits(self, splits: Sequence[str]) -> dict[str, Listing]:
+        bad = self.bad_entries(splits)
+        top = len(self.labels) - 1
+        listings = {}
+        for split in splits:
+            entries = [Entry(f.path.rpartition(os.sep)[2], f.label, f)
+                       for f in self.splits[split].files() if f.label <= top]
+            listings[split] = Listing(entries, bad[split])
         return listings
 
     def doc_ids(self, entries: Sequence[Entry]) -> list[str]:
