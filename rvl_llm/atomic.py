@@ -37,10 +37,6 @@ class Staging:
     pid: int | None  # None: a name without a pid (an older version's)
     alive: bool | None  # None: unknown (no pid, or made on another host)
 
-    @property
-    def stale(self) -> bool:
-        return self.alive is False
-
     def describe(self) -> str:
         """One line for a listing (``cache ls``): the path, its size and whose it is."""
         if self.alive is None:
@@ -87,7 +83,7 @@ def remove_stale_staging(target: Path) -> list[Path]:
     target = Path(target)
     removed = []
     for item in find_staging(target.parent):
-        if item.target != target.name or not item.stale:
+        if item.target != target.name or item.alive is not False:
             continue
         try:
             if item.path.is_dir() and not item.path.is_symlink():
@@ -110,16 +106,12 @@ def _size(path: Path) -> int:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # another user's live process
     except OSError:
-        return True  # cannot tell: keep its files
+        pass  # another user's live process (PermissionError), or cannot tell: keep its files
     return True
 
 
@@ -163,15 +155,14 @@ def make_staging_dir(target: Path) -> tuple[Path, list[Path]]:
     """A new temporary folder beside ``target`` to build it in (moved into place with
     ``replace_dir``), and the parent folders this made, innermost first: on failure both go
     with ``discard_staging_dir``. Stale staging folders of ``target`` (their maker is dead) are
-    removed first. Raises OSError, having made nothing, if the place is not
-    writable."""
+    removed first. Raises OSError, having made nothing, if the place is not writable."""
     created = [p for p in Path(target).parents if not p.exists()]
     remove_stale_staging(target)  # a killed earlier build's folder (it may be gigabytes)
     staging = staging_path(target)
     try:
         staging.mkdir(parents=True)
     except OSError:
-        _remove_empty(created)
+        discard_staging_dir(staging, created)
         raise
     return staging, created
 
@@ -210,10 +201,6 @@ def staging_dir(target: Path, failed: Callable[[OSError], str], *, make: bool = 
 def discard_staging_dir(staging: Path, created: list[Path]) -> None:
     """Remove a staging folder and the parents made for it that are still empty."""
     shutil.rmtree(staging, ignore_errors=True)
-    _remove_empty(created)
-
-
-def _remove_empty(created: list[Path]) -> None:
     for path in created:  # innermost first
         try:
             path.rmdir()

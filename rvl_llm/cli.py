@@ -38,11 +38,6 @@ def presets_command() -> None:
         )
 
 
-main.add_command(ocr_command)
-main.add_command(prepare_command)
-main.add_command(cache_group)
-main.add_command(train_command, "train")
-main.add_command(eval_command)
-main.add_command(report_command)
-main.add_command(predict_command)
-main.add_command(export_command)
+for command in (ocr_command, prepare_command, cache_group, train_command, eval_command,
+                report_command, predict_command, export_command):
+    main.add_command(command)

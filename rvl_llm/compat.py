@@ -67,7 +67,6 @@ def close_progress_bars(trainer: Any) -> None:
                 setattr(callback, name, None)
 
 
-
 class TrainerOverrides:
     """Overrides of private ``Trainer`` methods; mixed in before ``Trainer``. The subclass sets
     ``head_only``."""

@@ -2,15 +2,10 @@
 
 A config file (YAML or TOML) maps a command's long option names (``max-len`` or ``max_len``;
 ``inputs`` and ``out_dir`` for the positional arguments) to values. It fills click's
-``default_map`` before the other options are processed, so the command line overrides the file
-and ``--help``, types, choices and validation stay click's. An unknown key, a value of the wrong
-type or a file that cannot be read is a one-line error naming the file. A value must be of the
-kind the option takes, as strict as on the command line (no ``64.7`` read as 64, no ``0`` read as
-false). Keys that grant something (replacing or continuing a run, running a model's own code) are
-refused: only the command line decides them. One ``--config`` per command.
-
-A train run writes its resolved settings to ``LOG_DIR/NAME/config.yaml``
-(``rvl_llm.train.run_config``), which ``rvl-llm train --config`` reads back like any other file.
+``default_map``, so the command line overrides the file and ``--help``, types, choices and
+validation stay click's. Values are as strict as on the command line (no ``64.7`` read as 64, no
+``0`` read as false). Keys that grant something (replacing or continuing a run, running a model's
+own code) are refused: only the command line decides them.
 """
 
 from __future__ import annotations
@@ -19,21 +14,18 @@ import datetime
 import difflib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from rvl_llm.errors import RvlError
-from rvl_llm.options import split_commas
+from rvl_llm.options import F, split_commas
 
-F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
 CONFIG_PARAM = "config_file"
-# What the command line alone decides, on every command that has them: replacing or continuing
-# a run (or an export) and running a model's own code are never taken from a file, which may
-# come from anywhere (a run's config.yaml, a download). A file that names one is refused.
+# Replacing or continuing a run (or an export) and running a model's own code are never taken
+# from a file, which may come from anywhere (a run's config.yaml, a download).
 COMMAND_LINE_ONLY = ("resume", "overwrite", "trust_remote_code")
-SCALARS = (str, int, float, bool)
 
 
 def _load_into_default_map(ctx: click.Context, _param: click.Parameter,
@@ -46,9 +38,7 @@ def _load_into_default_map(ctx: click.Context, _param: click.Parameter,
         shown = ", ".join(str(p) for p in paths)
         raise RvlError(f"--config given {len(paths)} times ({shown}): give one file "
                        "(options on the command line override it)")
-    path = paths[0]
-    values = read_config_file(path)
-    defaults = config_defaults(ctx, values, path)
+    defaults = config_defaults(ctx, read_config_file(paths[0]), paths[0])
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
@@ -71,7 +61,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise RvlError(f"--config {path}: not UTF-8 text ({err.reason})") from err
     except OSError as err:
         raise RvlError(f"--config {path}: cannot read it ({err.strerror or err})") from err
-    data = _parse_toml(path, text) if path.suffix.lower() == ".toml" else _parse_yaml(path, text)
+    data = _parse(path, text)
     if data is None:  # an empty YAML file: no settings
         return {}
     if not isinstance(data, dict):
@@ -80,7 +70,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _parse_yaml(path: Path, text: str) -> Any:
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:  # its message ends "(at line N, column M)"
+            raise RvlError(f"--config {path}: not valid TOML: {err}") from err
     import yaml
 
     try:
@@ -94,28 +91,15 @@ def _parse_yaml(path: Path, text: str) -> Any:
         raise RvlError(f"--config {path}: not valid YAML: {err}") from err
 
 
-def _parse_toml(path: Path, text: str) -> Any:
-    import tomllib
-
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:  # its message ends "(at line N, column M)"
-        raise RvlError(f"--config {path}: not valid TOML: {err}") from err
-
-
 def config_keys(command: click.Command) -> dict[str, click.Parameter]:
     """The keys a config file of ``command`` may hold (``-`` spelling) and their parameters:
     every long option name, and the names of the positional arguments."""
     keys: dict[str, click.Parameter] = {}
     for param in command.params:
-        if param.name == CONFIG_PARAM or param.name is None:
-            continue
-        if isinstance(param, click.Argument):
-            keys[_normal(param.name)] = param
-        else:
-            for opt in param.opts:
-                if opt.startswith("--"):
-                    keys[_normal(opt[2:])] = param
+        if param.name not in (CONFIG_PARAM, None):
+            names = [param.name] if isinstance(param, click.Argument) else [
+                opt[2:] for opt in param.opts if opt.startswith("--")]
+            keys.update((_normal(name), param) for name in names)
     return keys
 
 
@@ -165,15 +149,12 @@ def _hint(param: click.Parameter) -> str:
 def _click_value(param: click.Parameter, value: Any, path: Path) -> Any:
     """A file's value in the form click takes from a ``default_map`` for ``param``."""
     several = param.nargs != 1 or getattr(param, "multiple", False)
-    comma_list = param.callback is split_commas  # a tuple option typed as "a,b,c"
     if isinstance(value, list):
-        if not all(isinstance(item, SCALARS) for item in value):
-            raise RvlError(f"--config {path}: {_hint(param)}: a list of plain values expected")
         for item in value:
             _check_kind(param, item, path)
         if several:
             return value
-        if comma_list:
+        if param.callback is split_commas:  # a tuple option typed as "a,b,c"
             return ",".join(str(item) for item in value)
         raise RvlError(f"--config {path}: {_hint(param)} takes one value, not a list")
     if isinstance(value, dict):
@@ -197,14 +178,9 @@ def _check_kind(param: click.Parameter, value: Any, path: Path) -> None:
                 else "a whole number" if isinstance(kind, click.types.IntParamType)
                 else "a number" if isinstance(kind, click.types.FloatParamType)
                 else "text")
-    if isinstance(value, bool):
-        fits = expected == "true or false"
-    elif isinstance(value, int):
-        fits = expected in ("a whole number", "a number", "text")
-    elif isinstance(value, float):
-        fits = expected in ("a number", "text")
-    else:  # a TOML or YAML date or time: click has no such type
-        fits = False
+    accepted = {"true or false": bool, "a whole number": int}.get(expected, (int, float))
+    # bool is an int: true and false fit a flag alone, and a flag takes nothing else
+    fits = isinstance(value, accepted) and isinstance(value, bool) == (expected == "true or false")
     if not fits:
         raise RvlError(f"--config {path}: {_hint(param)} takes {expected}, not "
                        f"{_shown(value)}; fix the value in the file")

@@ -1,9 +1,6 @@
-"""Frozen dataclasses to JSON and back, every field checked against its type hint.
-
-The contracts between stages (the run recipe, the configs nested in it) are frozen dataclasses;
-this turns them into plain JSON and reads them back strictly: a missing field, an unknown field or
-a value of the wrong type is an error naming the field, never a silent default. Values are then
-checked again by the dataclass's own ``__post_init__``.
+"""Frozen dataclasses (the recipe, the manifest) to JSON and back, every field checked against
+its type hint: a missing field, an unknown field or a value of the wrong type is an error naming
+the field, never a silent default.
 """
 
 from __future__ import annotations
@@ -69,13 +66,12 @@ def convert(hint: Any, value: Any, where: str) -> Any:
         return from_json(hint, value, where)
     if origin is tuple:
         items = _expect(value, list, where, "a list")
-        item_hint = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if item_hint is None:  # a fixed-length tuple
-            if len(items) != len(args):
-                raise SchemaError(f"{where}: expected {len(args)} items, got {len(items)}")
-            return tuple(convert(h, v, f"{where}[{i}]") for i, (h, v) in
-                         enumerate(zip(args, items, strict=True)))
-        return tuple(convert(item_hint, v, f"{where}[{i}]") for i, v in enumerate(items))
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        hints = [args[0]] * len(items) if variadic else args
+        if len(items) != len(hints):  # a fixed-length tuple
+            raise SchemaError(f"{where}: expected {len(args)} items, got {len(items)}")
+        return tuple(convert(h, v, f"{where}[{i}]")
+                     for i, (h, v) in enumerate(zip(hints, items, strict=True)))
     if origin is dict:
         mapping = _expect(value, dict, where, "an object")
         return {k: convert(args[1], v, f"{where}.{k}") for k, v in mapping.items()}
@@ -87,8 +83,6 @@ def convert(hint: Any, value: Any, where: str) -> Any:
         raise SchemaError(f"{where}: expected a whole number, got a boolean")
     if hint in (str, int, bool):
         return _expect(value, hint, where, _hint_name(hint))
-    if hint is type(None):
-        return _expect(value, type(None), where, "null")
     raise SchemaError(f"{where}: cannot read a field of type {_hint_name(hint)}")
 
 

@@ -14,8 +14,9 @@ class RvlError(click.ClickException):
 
 
 def write_reason(err: BaseException) -> str:
-    """Why a write failed, in a few words: the OS's reason (``No space left on device``), also
-    when safetensors or torch wrap it in an error of their own; else the error's first line."""
+    """Why an operation failed, in a few words: the OS's reason (``No space left on device``),
+    also when safetensors or torch wrap it in an error of their own; else the error's first
+    line."""
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     text = str(err).splitlines()[0][:200] if str(err) else type(err).__name__

@@ -31,11 +31,10 @@ def load_labels(path: Path | None) -> tuple[str, ...]:
     if path is None:
         return RVL_CDIP_CLASSES
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # rstrip: a trailing newline is not an empty label
+        lines = Path(path).read_text(encoding="utf-8").rstrip().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise RvlError(f"--labels {path}: cannot read the labels file ({err})") from err
-    while lines and not lines[-1].strip():
-        lines.pop()  # a trailing newline is not an empty label
     if not lines:
         raise RvlError(f"--labels {path}: the labels file is empty")
     seen: dict[str, int] = {}

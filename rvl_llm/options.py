@@ -1,12 +1,8 @@
 """Click options made from config dataclass fields, so a default is written once: in the field.
 
 A field that a command exposes carries ``metadata=cli("--flag", help=...)``; the option's name,
-default, type and whether it is required all come from the field and its type hint. A command
-stacks ``@click_options(SomeConfig)`` and builds the config from the flags it receives.
-
-An option that several commands offer is declared once, below (``trust_remote_code_field()``
-...): each config's field is made by the one function, so the flag, its default and its help
-cannot drift apart between commands.
+default, type and whether it is required come from the field and its type hint. An option that
+several commands offer is declared once, below: calling it makes a config's field.
 """
 
 from __future__ import annotations
@@ -14,6 +10,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable
 from dataclasses import MISSING, Field, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -32,12 +29,8 @@ def cli(*declarations: str, help: str = "", **click_kwargs: Any) -> dict[str, An
 
 def click_options(cls: type, *, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                   optional: bool = False) -> Callable[[F], F]:
-    """A decorator adding one click option per ``cli``-tagged field of ``cls`` (in field order).
-
-    ``only`` keeps the named fields alone (a command borrowing a few settings of another
-    stage's config); ``optional`` turns a field without a default into an option that defaults
-    to None instead of a required one (the command decides when it is needed).
-    """
+    """A decorator adding one click option per ``cli``-tagged field of ``cls`` (in field order);
+    ``optional``: a field without a default defaults to None instead of being required."""
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(only or ()) - known)
@@ -54,6 +47,12 @@ def click_options(cls: type, *, exclude: tuple[str, ...] = (), only: tuple[str, 
         return func
 
     return decorate
+
+
+def long_option(f: Field) -> str | None:
+    """A field's first long option, less its negation (``--tf32/--no-tf32``: ``--tf32``)."""
+    declarations = f.metadata.get(CLI_KEY, ((),))[0]
+    return next((d.split("/")[0] for d in declarations if d.startswith("--")), None)
 
 
 def field_default(f: Field) -> Any:
@@ -109,22 +108,20 @@ def split_commas(_ctx: click.Context, _param: click.Parameter, value: Any) -> An
 
 # --- options several commands share, each declared once --------------------------------------
 
-
-def trust_remote_code_field() -> Any:
-    """``--trust-remote-code``: never read from a config file or a recipe (``config_file``)."""
-    return field(default=False, metadata=cli(
-        "--trust-remote-code",
-        help="Allow the model's own code (off unless asked; never taken from a file or a recipe)."))
-
-
-def progress_field() -> Any:
-    return field(default=None, metadata=cli(
-        "--progress/--no-progress", help="Progress bar on stderr [on a terminal]."))
-
-
-def batch_size_field() -> Any:
-    return field(default=DEFAULT_BATCH_SIZE, metadata=cli(
-        "-b", "--batch-size", help="Documents per forward pass (training: per device and step)."))
+# --trust-remote-code is never read from a config file or a recipe (``config_file``).
+trust_remote_code_field: Callable[[], Any] = partial(field, default=False, metadata=cli(
+    "--trust-remote-code",
+    help="Allow the model's own code (off unless asked; never taken from a file or a recipe)."))
+progress_field: Callable[[], Any] = partial(field, default=None, metadata=cli(
+    "--progress/--no-progress", help="Progress bar on stderr [on a terminal]."))
+batch_size_field: Callable[[], Any] = partial(field, default=DEFAULT_BATCH_SIZE, metadata=cli(
+    "-b", "--batch-size", help="Documents per forward pass (training: per device and step)."))
+class_chunk_field: Callable[[], Any] = partial(field, default=None, metadata=cli(
+    "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
+skip_bad_field: Callable[[], Any] = partial(field, default=False, metadata=cli(
+    "--skip-bad-rows", "--skip-bad-files",
+    help="Skip files or table rows that would be errors and list them (the manifest, eval's "
+         "outputs); eval skips them anyway where training did."))
 
 
 def max_len_field(default: int | None, unset: str = "") -> Any:
@@ -133,15 +130,3 @@ def max_len_field(default: int | None, unset: str = "") -> Any:
     return field(default=default, metadata=cli(
         "--max-len",
         help=f"Tokens per document row, special tokens and completion included{shown}."))
-
-
-def class_chunk_field() -> Any:
-    return field(default=None, metadata=cli(
-        "--class-chunk", help="Classes scored per forward pass, to bound memory [all]."))
-
-
-def skip_bad_field() -> Any:
-    return field(default=False, metadata=cli(
-        "--skip-bad-rows", "--skip-bad-files",
-        help="Skip files or table rows that would be errors and list them (the manifest, eval's "
-             "outputs); eval skips them anyway where training did."))

@@ -34,10 +34,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HOME_VARIABLE = "RVL_LLM_HOME"
 
 
-def samples_root() -> Path:
-    return Path(os.environ.get(HOME_VARIABLE) or PROJECT_ROOT).expanduser()
-
-
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -83,10 +79,20 @@ class ModelSource:
         """A local folder holding the tokenizer files (downloaded or cached for hub ids)."""
         if self.is_local:
             return Path(self.location)
-        # config.json too: transformers picks the tokenizer class from the model type in it, so
-        # without it a hub tokenizer could load differently than from the full model folder.
-        patterns = [*TOKENIZER_FILES, "config.json"]
-        return _hub_snapshot(self.location, self.spec, allow_patterns=patterns)
+        from huggingface_hub import snapshot_download
+
+        try:
+            # config.json too: transformers picks the tokenizer class from the model type in it,
+            # so without it a hub tokenizer could load differently than from the model folder.
+            patterns = [*TOKENIZER_FILES, "config.json"]
+            return Path(snapshot_download(self.location, allow_patterns=patterns))
+        except Exception as err:  # offline, no network, gated, missing: all need the same hint
+            local = ", ".join(n for n, p in load_presets().items() if _looks_local(p.model))
+            raise RvlError(
+                f"--model {self.spec}: cannot reach {self.location} on the Hugging Face hub "
+                f"({type(err).__name__}); download it where there is network, or pass a local "
+                f"folder or a local preset ({local})"
+            ) from err
 
     def check_model_files(self) -> None:
         """A local folder to train must hold a model, not only a tokenizer (prepare needs only
@@ -104,7 +110,8 @@ def resolve_model(spec: str) -> ModelSource:
         preset = presets[spec]
         if _looks_local(preset.model):
             # A preset's folder belongs to the project, not to wherever the command runs.
-            folder = (samples_root() / preset.model).resolve()
+            root = Path(os.environ.get(HOME_VARIABLE) or PROJECT_ROOT).expanduser()
+            folder = (root / preset.model).resolve()
             if not folder.is_dir():
                 raise RvlError(
                     f"--model {spec}: the preset's folder {folder} does not exist; build it "
@@ -113,9 +120,9 @@ def resolve_model(spec: str) -> ModelSource:
                 )
             return ModelSource(spec, str(folder), True, preset)
         return ModelSource(spec, preset.model, False, preset)
-    local = _local_folder(spec)
-    if local is not None:
-        return ModelSource(spec, str(local), True, None)
+    for candidate in (Path(spec).expanduser(), PROJECT_ROOT / spec):
+        if candidate.is_dir():
+            return ModelSource(spec, str(candidate.resolve()), True, None)
     if _looks_local(spec) or spec.count("/") != 1:
         raise RvlError(
             f"--model {spec}: not a preset ({', '.join(presets)}), not an existing folder "
@@ -124,30 +131,6 @@ def resolve_model(spec: str) -> ModelSource:
     return ModelSource(spec, spec, False, None)
 
 
-def _local_folder(path: str) -> Path | None:
-    for candidate in (Path(path).expanduser(), PROJECT_ROOT / path):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return None
-
-
 def _looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or path.startswith("sample/") or os.sep + os.sep in path
+    return path.startswith((".", "/", "~", "sample/")) or os.sep + os.sep in path
 
-
-def _hub_snapshot(repo_id: str, spec: str, allow_patterns: list[str] | None = None) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=allow_patterns))
-    except Exception as err:  # offline, no network, gated, missing: all need the same hint
-        raise RvlError(
-            f"--model {spec}: cannot reach {repo_id} on the Hugging Face hub "
-            f"({type(err).__name__}); download it where there is network, or pass a local "
-            f"folder or a local preset ({', '.join(local_presets())})"
-        ) from err
-
-
-def local_presets() -> list[str]:
-    """Presets whose model is a folder of this project (they need no hub)."""
-    return [name for name, p in load_presets().items() if _looks_local(p.model)]

@@ -1,21 +1,15 @@
 """The run recipe: the contract between a training run and everything that uses its checkpoint.
 
 ``recipe.json`` sits in a run folder, in ``final/`` and in every ``checkpoint-N/``. It nests the
-prepare settings verbatim (:class:`PrepareConfig`, paths absolute and the label set inline), the
-resolved prompt every row was rendered from (:class:`PromptSpec`: eval, predict, ``Classifier``
-and the export card render from it, never from the flags again) and the training settings
-(:class:`TrainSettings`, preset defaults filled in), plus what the run resolved (model location,
-pad token, LoRA targets, quantisation, precision, cache key). :meth:`Recipe.read` checks every
-field; a recipe of another version is refused in one line (the project is 0.x: no migrations).
+prepare settings verbatim (paths absolute, the label set inline), the resolved prompt every row
+was rendered from (eval, predict, ``Classifier`` and the export card render from it, never from
+the flags again) and the training settings (preset defaults filled in), plus what the run
+resolved. A folder written by ``rvl-llm export`` carries a recipe too, with ``exported`` saying
+what it was made from; merged and full exports are recorded as full runs in the exported dtype.
 
-A folder written by ``rvl-llm export`` carries a recipe too, with ``exported`` saying what it was
-made from; merged and full exports are recorded as full runs in the exported dtype, so they load
-like any full checkpoint.
-
-A recipe never grants permissions: ``trust_remote_code`` is read back as False, so a downloaded
-checkpoint cannot switch on its own code; only the flag of the command being run can. A recipe
-never holds a secret either: a ``--trainer-arg`` whose name says token, secret, password or key
-(``hub_token``) is left out of it, and its value is masked in the recorded command line.
+A recipe never grants permissions (``trust_remote_code`` is read back as False) and never holds
+a secret: a ``--trainer-arg`` whose name says token, secret, password or key is left out of it,
+and its value is masked in the recorded command line.
 """
 
 from __future__ import annotations
@@ -41,7 +35,7 @@ RECIPE_NAME = "recipe.json"
 RECIPE_VERSION = 4
 EXPORT_DTYPES = ("bf16", "fp16", "fp32")
 SAVE_CHOICES = ("never", "end", "epoch")
-# "fp32" and "no" turn autocast off; None is how version-2 recipes wrote fp32.
+# "fp32" and "no" turn autocast off; so does None (false in a config file).
 MIXED_PRECISION = ("auto", "bf16", "fp16", "fp32", "no")
 # Optimiser and schedule defaults: what ran before they were options.
 DEFAULT_OPTIM = "adamw_torch_fused"  # transformers' default
@@ -98,7 +92,6 @@ class TrainSettings:
     lora_rank: int = field(default=4, metadata=cli("-r", "--lora-rank"))
     lora_alpha: int = field(default=8, metadata=cli("-a", "--lora-alpha"))
     lora_dropout: float = field(default=0.2, metadata=cli("--lora-dropout"))
-    # "auto": bf16 on a CUDA GPU that has it, else fp16; fp32 on CPU (rvl_llm.train.model).
     mixed_precision: str | None = field(default="auto", metadata=cli(
         "--mixed-precision", type=click.Choice(MIXED_PRECISION), is_flag=False,
         flag_value="auto", help="Autocast dtype; auto: bf16 on a GPU that supports it, else "
@@ -152,20 +145,15 @@ class TrainSettings:
     optim: str = field(default=DEFAULT_OPTIM, metadata=cli(
         "--optim", help="The Trainer's optimiser (OptimizerNames): adamw_torch, "
         "adamw_8bit, paged_adamw_8bit, adafactor, ..."))
-    # None: transformers' choice for the model (sdpa where it can).
     attn_implementation: str | None = field(default=None, metadata=cli(
         "--attn-implementation", help="Attention kernel: eager, sdpa, flash_attention_2, ... "
         "[transformers' default]."))
-    # None: torch's setting, untouched.
     tf32: bool | None = field(default=None, metadata=cli(
         "--tf32/--no-tf32", help="TF32 matmuls on Ampere or newer CUDA GPUs [torch's setting]."))
-    # Any other TrainingArguments field, "KEY=VALUE", parsed by the field's type when training
-    # starts (rvl_llm.train.arguments), so a recipe reads under any transformers.
     trainer_args: tuple[str, ...] = field(default=(), metadata=cli(
         # default=(): click's repeatable option wants a tuple (options.py writes "" for tuples)
         "--trainer-arg", multiple=True, default=(), show_default=False, metavar="KEY=VALUE",
         help="Any other TrainingArguments field (repeatable), e.g. dataloader_num_workers=4."))
-    # rvl_llm.train.class_weights: resolved from the train split when training starts.
     class_weights: str | None = field(default=None, metadata=cli(
         "--class-weights", metavar="balanced|FILE", help="Weigh each row's loss by its class: "
         "balanced (rows / (classes * rows of the class), from the train split) or a file of "
@@ -178,20 +166,15 @@ class TrainSettings:
         """Checks that hold on any machine and transformers version; the names transformers
         knows (optimisers, schedules, trackers, --trainer-arg keys) are checked when training
         starts, so a recipe stays readable elsewhere (rvl_llm.train.arguments)."""
-        positive = {
-            "--batch-size": self.batch_size,
-            "--num-epochs": self.num_epochs,
-            "--lora-rank": self.lora_rank,
-            "--gradient-accumulation": self.gradient_accumulation,
-            "--logging-steps": self.logging_steps,
-            "--eval-steps": self.eval_steps,
-            "--save-steps": self.save_steps,
-            "--max-steps": self.max_steps,
-            "--early-stopping-patience": self.early_stopping_patience,
-        }
-        for option, value in positive.items():
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        for name in ("batch_size", "num_epochs", "lora_rank", "gradient_accumulation",
+                     "logging_steps", "eval_steps", "save_steps", "max_steps",
+                     "early_stopping_patience"):
+            value = getattr(self, name)
             if value is not None and value < 1:
-                raise RvlError(f"{option} {value}: must be a positive whole number")
+                raise RvlError(f"{flag(name)} {value}: must be a positive whole number")
         if self.lr is not None and not self.lr > 0:
             raise RvlError(f"--lr {self.lr}: must be a positive number")
         if self.weight_decay < 0:
@@ -206,22 +189,24 @@ class TrainSettings:
         if self.save_total_limit < 0:
             raise RvlError(f"--save-total-limit {self.save_total_limit}: must not be negative "
                            "(0 keeps every checkpoint)")
-        choices = (
-            ("--trainable", self.trainable, (None, *TRAINABLE_MODES)),
-            ("--mixed-precision", self.mixed_precision, (None, *MIXED_PRECISION)),
-            ("--save", self.save, SAVE_CHOICES),
-            ("--chunk-aggregate", self.chunk_aggregate, AGGREGATES),
-        )
-        for option, value, allowed in choices:
-            if value not in allowed:
+        choices = {"trainable": (None, *TRAINABLE_MODES), "save": SAVE_CHOICES,
+                   "mixed_precision": (None, *MIXED_PRECISION), "chunk_aggregate": AGGREGATES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
                 shown = ", ".join(a for a in allowed if a is not None)
-                raise RvlError(f"{option} {value}: choose from {shown}")
-        self._check_schedule()
-        names = {"--report-to": self.report_to, "--lr-scheduler": self.lr_scheduler,
-                 "--optim": self.optim, "--attn-implementation": self.attn_implementation}
-        for option, value in names.items():
+                raise RvlError(f"{flag(name)} {getattr(self, name)}: choose from {shown}")
+        # Validation and checkpoints go together, so final/ can go back to the best one.
+        if self.save_steps is not None and self.save != "epoch":
+            raise RvlError(f"--save-steps {self.save_steps}: saves every N steps, --save "
+                           f"{self.save} asks otherwise; choose one")
+        if (self.save_steps is not None and self.eval_steps is not None
+                and self.save_steps % self.eval_steps):
+            raise RvlError(f"--save-steps {self.save_steps}: must be a multiple of --eval-steps "
+                           f"{self.eval_steps} (a checkpoint at a validation)")
+        for name in ("report_to", "lr_scheduler", "optim", "attn_implementation"):
+            value = getattr(self, name)
             if value is not None and (not value.strip() or value != value.strip()):
-                raise RvlError(f"{option} {value!r}: must be a name")
+                raise RvlError(f"{flag(name)} {value!r}: must be a name")
         trackers = [name.strip() for name in self.report_to.split(",")]
         if "" in trackers or (len(trackers) > 1 and {"none", "all"} & set(trackers)):
             raise RvlError(f"--report-to {self.report_to}: one name or names joined by commas; "
@@ -235,16 +220,6 @@ class TrainSettings:
             if key.strip() in keys:
                 raise RvlError(f"--trainer-arg {key.strip()}: given twice")
             keys.add(key.strip())
-
-    def _check_schedule(self) -> None:
-        """Validation and checkpoints go together, so final/ can go back to the best one."""
-        if self.save_steps is not None and self.save != "epoch":
-            raise RvlError(f"--save-steps {self.save_steps}: saves every N steps, --save "
-                           f"{self.save} asks otherwise; choose one")
-        if (self.save_steps is not None and self.eval_steps is not None
-                and self.save_steps % self.eval_steps):
-            raise RvlError(f"--save-steps {self.save_steps}: must be a multiple of --eval-steps "
-                           f"{self.eval_steps} (a checkpoint at a validation)")
 
     @property
     def eval_every(self) -> int | None:
@@ -305,9 +280,8 @@ class Recipe:
     class_weights: tuple[float, ...] | None = None  # the loss's, per class (--class-weights)
 
     def __post_init__(self) -> None:
-        if not self.run_name or Path(self.run_name).name != self.run_name or self.run_name in (
-            ".", ".."
-        ):
+        name = self.run_name
+        if not name or Path(name).name != name or name in (".", ".."):
             raise RvlError(f"run name {self.run_name!r}: must be a plain folder name")
         if self.settings.trainable is None:
             raise RvlError("recipe: settings.trainable must be resolved (not the preset's)")

@@ -309,13 +309,6 @@ def test_missing_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "out").exists()
 
 
-def test_help_imports_no_engine() -> None:
-    code = ("import sys, rvl_llm.cli; bad = [m for m in ('tesserocr', 'ray', 'pypdfium2', "
-            "'PIL', 'rapidocr_onnxruntime', 'torch') if m in sys.modules]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_an_image_only_pdf_page_is_rendered_at_its_scan_resolution(tmp_path: Path) -> None:
     """A page that is one scanned image is rendered at the image's own pixels per inch (here
     150), not --dpi 200: upsampling blurs the strokes Tesseract reads."""

@@ -500,7 +500,7 @@ def test_malformed_json_reads_cleanly(tmp_path: Path, raw: bytes, why: str) -> N
     path = tmp_path / "train_0000_1_aws.json"
     path.write_bytes(raw)
     with pytest.raises(BadFile) as caught:
-        read_document(SourceFile(str(path), 1, len(raw), 0))
+        read_document(SourceFile(str(path), 1))
     assert caught.value.reason == f"malformed JSON ({why})"
 
 

@@ -265,13 +265,6 @@ def test_refusals_write_nothing(generative: Path, sample_data: Path, tmp_path: P
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
 
 
-def test_importing_the_api_loads_no_torch() -> None:
-    code = ("import sys; from rvl_llm import Classifier; import rvl_llm.predict.cli; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.mark.slow
 def test_two_process_predict_matches_one(generative: Path, sample_data: Path,
                                          tmp_path: Path) -> None:

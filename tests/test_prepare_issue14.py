@@ -176,18 +176,6 @@ def test_a_full_disk_leaves_no_empty_key_folder(
     assert [p for p in cache_dir.iterdir() if p.is_dir()] == []
 
 
-def test_a_failed_split_keeps_the_entry_already_there(
-    write_corpus: Callable[..., Path], tmp_path: Path, mistral: str,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    data, cache_dir = write_corpus(GOOD), tmp_path / "cache"
-    first = run_prepare(config(data, mistral, cache_dir, splits=("train",)))
-    before = tree(cache_dir)
-    fail_writes(monkeypatch)
-    error_line(prepare(data, mistral, cache_dir, "--splits", "train,test"))
-    assert tree(cache_dir) == before and first.root.is_dir()
-
-
 # ------------------------------------------------------------------------------------------------
 # 19. A bad row is named by the line its record starts on, counted from 1, once
 # ------------------------------------------------------------------------------------------------

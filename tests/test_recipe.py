@@ -16,7 +16,7 @@ from rvl_llm.evaluate.cli import eval_command
 from rvl_llm.evaluate.config import EvalConfig
 from rvl_llm.export.cli import export_command
 from rvl_llm.export.config import ExportConfig
-from rvl_llm.options import CLI_KEY, field_default
+from rvl_llm.options import CLI_KEY, field_default, long_option
 from rvl_llm.pipeline.cli import prepare_command
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.prompt import PromptSpec
@@ -158,7 +158,7 @@ def test_a_new_prompt_setting_is_one_field(tmp_path: Path) -> None:
     from rvl_llm.evaluate.config import ZERO_SHOT_FIELDS
     from rvl_llm.pipeline import cache
     from rvl_llm.pipeline.prompt import PromptSettings
-    from rvl_llm.train.run import _flag, _resume_identity
+    from rvl_llm.train.run import _resume_identity
 
     names = [f.name for f in fields(PromptSettings)]
     prepare = {p.name for p in prepare_command.params}
@@ -175,7 +175,7 @@ def test_a_new_prompt_setting_is_one_field(tmp_path: Path) -> None:
     assert list(stored["prompt"]["settings"]) == names
     assert Recipe.read(tmp_path / "final").prompt == written.prompt
     identity = _resume_identity(written)
-    assert all(_flag(f) in identity for f in fields(PromptSettings))
+    assert all((long_option(f) or f.name) in identity for f in fields(PromptSettings))
 
 
 def test_a_recipe_never_holds_a_secret(tmp_path: Path) -> None:

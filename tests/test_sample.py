@@ -17,6 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 
+from rvl_llm.errors import RvlError
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline.corpus import document_file_name, parse_label
 from rvl_llm.pipeline.manifest import SPLITS
@@ -71,13 +72,9 @@ def test_write_corpus_rejects_unknown_splits(tmp_path: Path) -> None:
         corpus.write_corpus(tmp_path, per_class={"dev": 1})
 
 
-def test_file_names_round_trip() -> None:
-    name = corpus.corpus_file_name("train", 13, 13)
-    assert name == "train_0013_13_aws.json"
-    assert corpus.parse_corpus_file_name(name) == ("train", 13, 13)
-    assert corpus.parse_corpus_file_name("validation_0159_7_aws.json") == ("validation", 159, 7)
-    with pytest.raises(ValueError):
-        corpus.parse_corpus_file_name("train_0013.json")
+def test_file_names() -> None:
+    assert corpus.corpus_file_name("train", 13, 13) == "train_0013_13_aws.json"
+    assert parse_label("validation_0159_7_aws.json", "validation_", "_aws") == 7
     assert tuple(corpus.FILE_PREFIXES) == SPLITS  # the pipeline's splits, its default prefixes
 
 
@@ -117,9 +114,11 @@ def _check_tables_match_folder(folder: Path, jsonl: Path, parquet: Path) -> None
 
     files = _read_corpus(folder)
     order = {split: i for i, split in enumerate(SPLITS)}
-    expected = sorted(
-        (corpus.parse_corpus_file_name(name), record) for name, record in files.items()
-    )
+    expected = []
+    for name, record in files.items():
+        split, _, index = record["id"].rpartition("_")
+        label = parse_label(name, corpus.FILE_PREFIXES[split], corpus.FILE_SUFFIX)
+        expected.append(((split, int(index), label), record))
     expected.sort(key=lambda item: (order[item[0][0]], item[0][1]))
     rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").split("\n")[:-1]]
     table = pq.read_table(parquet)
@@ -368,9 +367,6 @@ def test_llama3_tokenizer_is_llama3s(sample_root: Path, sample_data: Path) -> No
 def test_llama3_tokenizer_matches_tiktoken(sample_root: Path, sample_data: Path) -> None:
     llama3 = pytest.importorskip("llama_models.llama3.tokenizer")
     reference = llama3.Tokenizer.get_instance()
-    specials = sorted(reference.special_tokens, key=reference.special_tokens.__getitem__)
-    assert tuple(specials) == sample_models.LLAMA3_SPECIAL_TOKENS
-    assert reference.pat_str == sample_models.LLAMA3_PATTERN
     tok = _tokenizer(sample_root / "models" / "tiny-llama3")
     texts = [r["ocr"] for r in _read_corpus(sample_data).values()][:60]
     for text in texts:
@@ -440,7 +436,7 @@ def test_cli_skips_a_complete_world(sample_root: Path, capsys: pytest.CaptureFix
 
 def test_build_sample_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(sample_models.SampleBuildError, match="not replacing"):
+    with pytest.raises(RvlError, match="not replacing"):
         sample_models.build_sample(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
@@ -450,5 +446,3 @@ def test_tokenizer_sources_ship_with_packages() -> None:
     llama3 = sample_models.llama3_tokenizer_source()
     assert mistral.name == "tokenizer.model.v1" and mistral.parent.name == "data"
     assert llama3.name == "tokenizer.model" and llama3.parent.name == "llama3"
-    ranks = sample_models.read_tiktoken_ranks(llama3)
-    assert len(ranks) == 128_000 and ranks[b"Hello"] == 9906

@@ -214,7 +214,7 @@ def test_recipe_split_file_is_absolute(corpus: Path, tmp_path: Path,
                                        cfg: Callable[..., PrepareConfig]) -> None:
     """A run's eval may start in another folder: the recipe names the split file absolutely."""
     from rvl_llm.presets import resolve_model
-    from rvl_llm.train.checkpoint import build_recipe
+    from rvl_llm.train.run import build_recipe
 
     (tmp_path / "subset.json").write_text(json.dumps({"train": train_files(corpus)[:5]}))
     monkeypatch.chdir(tmp_path)
@@ -222,7 +222,7 @@ def test_recipe_split_file_is_absolute(corpus: Path, tmp_path: Path,
     train = TrainConfig.from_flags(**flags, name="run", trainable="full")
     prepared = run_prepare(train.data)
     recipe = build_recipe(train, resolve_model(train.data.model), prepared, pad_token="<pad>",
-                          lora_targets="all-linear", quantization=None, mixed_precision=None)
+                          mixed_precision=None)
     assert recipe.data.split_file == (str(tmp_path / "subset.json"),)
 
 

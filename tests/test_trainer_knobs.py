@@ -51,10 +51,10 @@ def evals(cfg: TrainConfig, folder: str) -> list[tuple[int, float]]:
 
 def force_accuracies(monkeypatch: pytest.MonkeyPatch, by_step: dict[int, float]) -> None:
     """Validation at step N reports accuracy ``by_step[N]``."""
-    from rvl_llm.inference import metrics
+    from rvl_llm.train import trainer
     from rvl_llm.train.trainer import RvlTrainer
 
-    real_evaluate, real_metrics = RvlTrainer.evaluate, metrics.compute_metrics
+    real_evaluate, real_metrics = RvlTrainer.evaluate, trainer.compute_metrics
     step = [0]
 
     def evaluate(self: RvlTrainer, *args: Any, **kwargs: Any) -> Any:
@@ -65,7 +65,7 @@ def force_accuracies(monkeypatch: pytest.MonkeyPatch, by_step: dict[int, float])
         return {**real_metrics(*args, **kwargs), "accuracy": by_step[step[0]]}
 
     monkeypatch.setattr(RvlTrainer, "evaluate", evaluate)
-    monkeypatch.setattr(metrics, "compute_metrics", compute_metrics)
+    monkeypatch.setattr(trainer, "compute_metrics", compute_metrics)
 
 
 # ---- every flag reaches TrainingArguments ---------------------------------------------------

@@ -164,14 +164,6 @@ def test_budget_checks_name_the_flag() -> None:
     Truncation("chunks", chunk_overlap=8).check_budget(9)
 
 
-def test_key_settings_leave_head_keys_alone() -> None:
-    assert Truncation().key_settings() is None
-    assert Truncation("head+tail", keep_tail=4).key_settings() == {"strategy": "head+tail",
-                                                                    "keep_tail": 4}
-    overlapping = Truncation("chunks", chunk_overlap=2)
-    assert Truncation("chunks").key_settings() != overlapping.key_settings()
-
-
 def _log_softmax(row: list[float]) -> list[float]:
     total = math.log(sum(math.exp(v) for v in row))
     return [v - total for v in row]

@@ -10,7 +10,7 @@ defaults written once in its fields and offered as the same options).
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,9 @@ class EvalConfig:
         prompt = {k: v for k, v in flags.items() if k in ZERO_SHOT_FIELDS}
         settings = {k: v for k, v in flags.items() if k in own}
         if settings.get("checkpoint") is not None:
+            # An option not given holds None or its PrepareConfig default.
             given = [f for f in fields(PrepareConfig)
-                     if f.name in prompt and prompt[f.name] != _unset(f)]
+                     if f.name in prompt and prompt[f.name] not in (None, field_default(f))]
             if given:
                 raise RvlError(f"{long_flag(given[0])}: not with -c/--checkpoint (the "
                                "checkpoint's recipe names the model and prompt); drop it, or "
@@ -127,10 +128,8 @@ class EvalConfig:
         if settings.get("data_dir") is None:
             raise RvlError("-d/--data: needed without -c/--checkpoint (no recipe names the data "
                            "folder of a zero-shot eval)")
-        given = {k: v for k, v in prompt.items() if v is not None}
-        for name in ("data_dir", "max_len", "cache_dir"):  # unset: PrepareConfig's default
-            if settings.get(name) is not None:
-                given[name] = settings[name]
+        shared = {name: settings.get(name) for name in ("data_dir", "max_len", "cache_dir")}
+        given = {k: v for k, v in {**prompt, **shared}.items() if v is not None}  # None: default
         data = PrepareConfig(
             **given, splits=(settings.get("split", cls.split),),
             skip_bad_files=bool(settings.get("skip_bad_files")),
@@ -142,9 +141,7 @@ class EvalConfig:
     def resolved_out_dir(self) -> Path:
         if self.out_dir is not None:
             return self.out_dir
-        if self.checkpoint is None:
-            return ZERO_SHOT_OUT_DIR
-        return self.checkpoint / DEFAULT_OUT_NAME
+        return ZERO_SHOT_OUT_DIR if self.checkpoint is None else self.checkpoint / DEFAULT_OUT_NAME
 
 
 # The settings of a zero-shot eval's prompt and source: every PrepareConfig option the eval command
@@ -156,12 +153,6 @@ ZERO_SHOT_FIELDS = tuple(
     if CLI_KEY in f.metadata and f.name not in {g.name for g in fields(EvalConfig)}
     and f.name != "splits"
 )
-
-
-def _unset(f: Any) -> Any:
-    """What a PrepareConfig option of the eval command holds when not given."""
-    default = field_default(f)
-    return None if default is MISSING else default
 
 
 def long_flag(f: Any) -> str:

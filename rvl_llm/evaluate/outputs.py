@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rvl_llm.atomic import write_atomic, write_text_atomic
+from rvl_llm.atomic import write_atomic, write_json_atomic, write_text_atomic
 from rvl_llm.inference.calibration import ECE_BINS, reliability_bins, softmax
 from rvl_llm.inference.scoring import INVALID, Predictions
 
@@ -32,12 +31,6 @@ TOP_K = 3
 
 def run_folder(out_dir: Path, max_len: int, name: str) -> Path:
     return Path(out_dir) / f"{max_len}-max-len" / name
-
-
-def write_metrics(folder: Path, record: dict[str, Any]) -> Path:
-    path = folder / METRICS_NAME
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-    return path
 
 
 def predictions_tsv(preds: Predictions, labels: Sequence[str]) -> str:
@@ -68,22 +61,34 @@ def predictions_tsv(preds: Predictions, labels: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def write_predictions(folder: Path, preds: Predictions, labels: Sequence[str]) -> Path:
-    path = folder / PREDICTIONS_NAME
-    write_text_atomic(path, predictions_tsv(preds, labels))
-    return path
-
-
-def write_confusion_csv(
-    folder: Path, matrix: Sequence[Sequence[int]], labels: Sequence[str]
-) -> Path:
+def confusion_csv(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["true \\ predicted", *labels])
     for name, row in zip(labels, matrix, strict=True):
         writer.writerow([name, *(int(v) for v in row)])
-    path = folder / CONFUSION_CSV
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def new_plot(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes, drawn off-screen."""
+    import matplotlib  # heavy: imported by the first plot
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """``fig`` laid out and written atomically to ``path``; closed either way."""
+    import matplotlib.pyplot as plt  # loaded by new_plot already
+
+    try:
+        fig.tight_layout()
+        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -91,16 +96,11 @@ def write_confusion_png(
     folder: Path, matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str
 ) -> Path:
     """Row-normalised (each true class sums to 1), annotated, readable at 16 classes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
     counts = np.asarray(matrix, dtype=float).reshape(len(labels), len(labels))
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     size = 2.5 + 0.55 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig, ax = new_plot(size + 1.5, size)
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ticks = np.arange(len(labels))
@@ -114,31 +114,20 @@ def write_confusion_png(
         if counts[r, c]:  # empty cells stay blank so the errors stand out
             ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=font,
                     color="white" if value > 0.5 else "black")
-    fig.tight_layout()
-    path = folder / CONFUSION_PNG
-    try:
-        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, folder / CONFUSION_PNG)
 
 
 def write_reliability_png(folder: Path, preds: Predictions, record: dict[str, Any]) -> Path:
     """Accuracy against mean confidence per bin (ECE_BINS equal-width bins of the top
     probability), bar widths the bins, the diagonal a perfectly calibrated model; with a
     temperature, the uncalibrated probabilities too."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
     assert preds.probs is not None and preds.scores is not None
     temperature = record["temperature"]
     series = [(f"T = {temperature:.3g}, ECE {record['ece']:.3f}", preds.probs, "tab:blue")]
     if temperature != 1.0:
         series.append((f"uncalibrated, ECE {record['ece_uncalibrated']:.3f}",
                        softmax(preds.scores), "tab:orange"))
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = new_plot(5.5, 5)
     width = 1.0 / ECE_BINS
     for i, (label, probs, color) in enumerate(series):
         bins = reliability_bins(probs, preds.true)
@@ -155,13 +144,7 @@ def write_reliability_png(folder: Path, preds: Predictions, record: dict[str, An
     ax.set_ylabel("accuracy")
     ax.set_title(f"{record['name']} ({record['split']}, n {record['n']})", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    path = folder / RELIABILITY_PNG
-    try:
-        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, folder / RELIABILITY_PNG)
 
 
 def calibration_lines(record: dict[str, Any]) -> list[str]:
@@ -236,11 +219,11 @@ def write_all(
     matrix = record["confusion_matrix"]
     title = (f"{record['name']} ({record['split']}, max-len {record['max_len']}): "
              f"accuracy {record['accuracy']:.3f}")
-    files = [
-        write_predictions(folder, preds, labels),
-        write_confusion_csv(folder, matrix, labels),
-        write_confusion_png(folder, matrix, labels, title),
-    ]
+    write_text_atomic(folder / PREDICTIONS_NAME, predictions_tsv(preds, labels))
+    write_text_atomic(folder / CONFUSION_CSV, confusion_csv(matrix, labels))
+    files = [folder / PREDICTIONS_NAME, folder / CONFUSION_CSV,
+             write_confusion_png(folder, matrix, labels, title)]
     if "ece" in record:
         files.append(write_reliability_png(folder, preds, record))
-    return [*files, write_metrics(folder, record)]
+    write_json_atomic(folder / METRICS_NAME, record)
+    return [*files, folder / METRICS_NAME]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rvl_llm.atomic import write_atomic, write_text_atomic
+from rvl_llm.atomic import write_text_atomic
 from rvl_llm.errors import RvlError
-from rvl_llm.evaluate.outputs import METRICS_NAME, plus_minus
+from rvl_llm.evaluate.outputs import METRICS_NAME, new_plot, plus_minus, save_png
+from rvl_llm.logs import Log, quiet
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
@@ -57,14 +57,13 @@ def gather(out_dir: Path) -> tuple[list[Row], list[str]]:
             row = Row(str(record["name"]), int(record["max_len"]), float(record["accuracy"]),
                       float(record["macro_f1"]), int(record["n"]), kind(record),
                       _optional(record.get("ece")), test_sets(record.get("test_sets")))
+            problem = row_problem(record)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            skipped.append(f"{path}: not an eval's metrics.json ({type(err).__name__}: {err})")
-            continue
-        problem = row_problem(record)
+            problem = f"not an eval's metrics.json ({type(err).__name__}: {err})"
         if problem:
             skipped.append(f"{path}: {problem}")
-            continue
-        rows.append(row)
+        else:
+            rows.append(row)
     return sorted(rows, key=lambda r: (r.run, r.max_len)), skipped
 
 
@@ -72,12 +71,10 @@ def _optional(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def test_sets(block: object) -> tuple[int, float, float | None, float, float | None] | None:
+def test_sets(block: dict | None) -> tuple[int, float, float | None, float, float | None] | None:
     """The spread of an eval over several test sets, or None."""
     if block is None:
         return None
-    if not isinstance(block, dict):
-        raise TypeError(f"test_sets is {type(block).__name__}, not an object")
     return (len(block["sets"]), float(block["accuracy_mean"]),
             _optional(block["accuracy_std"]), float(block["macro_f1_mean"]),
             _optional(block["macro_f1_std"]))
@@ -140,12 +137,7 @@ def to_csv(rows: list[Row]) -> str:
 
 
 def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_plot(7, 4.5)
     for run in sorted({r.run for r in rows}):
         points = [r for r in rows if r.run == run]
         ax.plot([r.max_len for r in points], [r.accuracy for r in points], marker="o", label=run,
@@ -159,24 +151,19 @@ def plot(rows: list[Row], path: Path) -> None:
     ax.set_title("accuracy vs max-len")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        write_atomic(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
 
 
-def run_report(out_dir: Path, log: Callable[[str], None] | None = None) -> str:
+def run_report(out_dir: Path, log: Log = quiet) -> str:
     """The markdown table; each metrics.json left out is named through ``log``, then counted."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise RvlError(f"{out_dir}: no such folder (the -o OUT_DIR of `rvl-llm eval`)")
     rows, skipped = gather(out_dir)
-    say = log or (lambda _msg: None)
     for line in skipped:
-        say(f"skipped {line}")
+        log(f"skipped {line}")
     if skipped:
-        say(f"report: skipped {len(skipped)} {METRICS_NAME} file(s)")
+        log(f"report: skipped {len(skipped)} {METRICS_NAME} file(s)")
     if not rows:
         found = f" ({len(skipped)} unusable)" if skipped else ""
         raise RvlError(f"{out_dir}: no usable */{METRICS_NAME} under *-max-len/ folders{found}; "

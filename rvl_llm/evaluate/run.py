@@ -26,11 +26,13 @@ import os
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rvl_llm.atomic import replace_dir, staging_dir
 from rvl_llm.dataclass_json import to_json
@@ -94,7 +96,6 @@ SHOWN_SKIPS = 5  # skipped documents named in the log and metrics.json; the mani
 class EvalResult:
     folder: Path  # OUT_DIR/<max-len>-max-len/<eval name>/
     record: dict[str, Any]  # what metrics.json holds
-    files: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Subject:
     data: PrepareConfig  # the one split to prepare, paths resolved
     labels: tuple[str, ...]
     generative: bool
-    load: Callable[[Any], Any]  # device_map -> .model (eval mode), .tokenizer, .pad_token_id
+    load: Callable[..., Any]  # device_map= -> .model (eval mode), .tokenizer, .pad_token_id
     record: dict[str, Any]  # what metrics.json says about it
     notes: tuple[str, ...] = ()  # said before the eval starts (a recipe's cache folder refused)
     checkpoint: Path | None = None  # the weights folder of a trained checkpoint or an export
@@ -146,18 +147,18 @@ def run_eval(cfg: EvalConfig, log: Log | None = None) -> EvalResult | None:
     say = (log or quiet) if state.is_main_process else quiet
     for note in subject.notes:
         say(note)
-    with _staging(folder, state) as staging:  # None on the other processes
+    # The main process alone makes the staging folder; the others get None, or its error (rank
+    # 0's verdict, on every process).
+    with staging_dir(folder, lambda err: (f"-o {folder.parent.parent}: cannot write the eval "
+                                          f"outputs to {folder} ({err.strerror or err})"),
+                     make=state.is_main_process,
+                     agree=lambda problem: gather_in_rank_order(problem, state)[0]) as staging:
         evaluated = _evaluate(cfg, subject, decode, folder, state, say, test_sets)
         if evaluated is None:  # not the main process: rank 0 writes
             return None
         record, preds, fitted = evaluated
-        try:
-            files = write_all(staging, record, preds, subject.labels)
-        except OSError as err:  # a full disk, say: one line, and nothing half-written stays
-            raise RvlError(f"-o {cfg.resolved_out_dir}: cannot write the eval outputs "
-                           f"({err.strerror or err}); nothing was kept") from err
-        _store(cfg, subject, fitted, staging, folder)
-    return EvalResult(folder, record, tuple(folder / f.name for f in files))
+        _store(cfg, subject, record, preds, fitted, staging, folder)
+    return EvalResult(folder, record)
 
 
 def trained_subject(cfg: EvalConfig) -> Subject:
@@ -179,7 +180,7 @@ def trained_subject(cfg: EvalConfig) -> Subject:
         chunk_aggregate=recipe.settings.chunk_aggregate,
         labels=recipe.labels,
         generative=recipe.generative,
-        load=partial(_load_checkpoint, checkpoint, cfg.trust_remote_code),
+        load=partial(load_checkpoint, checkpoint, trust_remote_code=cfg.trust_remote_code),
         checkpoint=checkpoint,
         exported=recipe.exported is not None,
         # --calibrate fits a new one; a damaged file is refused here, before anything runs
@@ -203,7 +204,6 @@ def trained_subject(cfg: EvalConfig) -> Subject:
 def zero_shot_subject(cfg: EvalConfig) -> Subject:
     """The untrained model with prepare's prompt settings; a model that cannot be reached (a hub
     id offline) or a bad labels file is named before anything is prepared."""
-
     assert cfg.zero_shot is not None
     data = cfg.zero_shot.resolved()
     source = resolve_model(data.model)
@@ -254,8 +254,8 @@ def eval_data(cfg: EvalConfig, recipe: Recipe, cache_dir: Path | None = None) ->
     ).resolved()
 
 
-def check_calibration_target(subject: Subject) -> Path:
-    """The folder ``--calibrate`` stores calibration.json in, proved writable before anything
+def check_calibration_target(subject: Subject) -> None:
+    """Prove the folder ``--calibrate`` stores calibration.json in writable before anything
     runs: a trained checkpoint, not an export (a copy: calibrate its source, then export)."""
     folder = subject.checkpoint
     assert folder is not None  # EvalConfig refuses --calibrate without -c
@@ -270,7 +270,6 @@ def check_calibration_target(subject: Subject) -> Path:
         raise RvlError(f"--calibrate: cannot write {folder / CALIBRATION_NAME} "
                        f"({err.strerror or err}); copy the checkpoint to a writable folder "
                        "and calibrate the copy") from err
-    return folder
 
 
 def read_test_sets(given: tuple[Path, ...], split: str) -> tuple[TestSet, ...]:
@@ -296,9 +295,8 @@ def read_test_sets(given: tuple[Path, ...], split: str) -> tuple[TestSet, ...]:
         if split not in listed or others:
             raise RvlError(f"--test-sets {path}: lists {', '.join(sorted(listed))} documents; a "
                            f"test set lists documents of the evaluated split ({split}) only")
-        content = path.read_bytes()
         sets.append(TestSet(path.name if names.count(path.name) == 1 else str(path), path,
-                            hashlib.sha256(content).hexdigest()))
+                            hashlib.sha256(path.read_bytes()).hexdigest()))
     return tuple(sets)
 
 
@@ -331,7 +329,7 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
         members = documents_of(dataset["doc_id"], members)
     manifest = prepared[0].manifest
     say(f"eval: loading {subject.weights}")
-    loaded = subject.load(device_map(state=state))
+    loaded = subject.load(device_map=device_map(state=state))
     fitted = None
     if held_out is not None:
         say(f"eval: scoring the validation split from {held_out.root} to fit a temperature")
@@ -370,7 +368,7 @@ def _evaluate(cfg: EvalConfig, subject: Subject, decode: str, folder: Path, stat
         "seconds": round(seconds, 3),
         "docs_per_second": round(len(preds.doc_ids) / seconds, 2) if seconds > 0 else None,
         "processes": state.num_processes,
-        "config": _plain(cfg),
+        "config": to_json(cfg),
     }
     if preds.scores is not None:  # probabilities: calibrated when a temperature is known
         preds = replace(preds, probs=softmax(preds.scores, temperature or 1.0))
@@ -388,31 +386,28 @@ def _distinct_rows(parts: list[Any]) -> tuple[Any, list[list[int]]]:
         return parts[0], [list(range(len(parts[0])))]
     import datasets  # heavy (pyarrow): only a multi-set eval needs it here
 
-    seen: dict[tuple[Any, ...], int] = {}
-    members, keep = [], []
-    offset = 0
-    for part in parts:
-        columns = part.select_columns(["doc_id", "label", "input_ids"])
-        indexes = []
-        for i, row in enumerate(columns):
-            key = (row["doc_id"], row["label"], tuple(row["input_ids"]))
-            if key not in seen:
-                seen[key] = len(keep)
-                keep.append(offset + i)
-            indexes.append(seen[key])
-        members.append(indexes)
-        offset += len(part)
-    return datasets.concatenate_datasets(parts).select(keep), members
+    joined = datasets.concatenate_datasets(parts)
+    seen: dict[tuple[Any, ...], int] = {}  # a distinct row -> its index among the distinct
+    index = [seen.setdefault((row["doc_id"], row["label"], tuple(row["input_ids"])), len(seen))
+             for row in joined.select_columns(["doc_id", "label", "input_ids"])]
+    ends = list(accumulate(len(part) for part in parts))
+    members = [index[end - len(part):end] for part, end in zip(parts, ends, strict=True)]
+    # Distinct rows are numbered in order of first appearance: keep each one's first row.
+    return joined.select(np.unique(index, return_index=True)[1]), members
 
 
 def _score_split(cfg: EvalConfig, subject: Subject, loaded: Any, dataset: Any, template: Any,
                  state: Any) -> Any:
     """Predictions of every row of ``dataset`` on the main process (each process scores a
     contiguous share), None on the others."""
-
     dataset = share_of(dataset, state.process_index, state.num_processes)
-    share = _predict(cfg, loaded, dataset, template, subject.labels,
-                     cfg.progress if state.is_main_process else False)
+    try:
+        share = predict(loaded.model, dataset, template, pad_token_id=loaded.pad_token_id,
+                        batch_size=cfg.batch_size, decode=cfg.decode, tokenizer=loaded.tokenizer,
+                        labels=subject.labels, class_chunk=cfg.class_chunk,
+                        progress=cfg.progress if state.is_main_process else False)
+    except NonFiniteScores as err:  # passed on, so that every process stops alike
+        share = err.message
     shares = gather_in_rank_order(share, state)
     failed = [s for s in shares if isinstance(s, str)]
     if failed:  # every process stops with the same line
@@ -427,8 +422,7 @@ def calibration_record(preds: Any, temperature: float | None, fitted: Calibratio
                        subject: Subject) -> dict[str, Any]:
     """ECE (with and without the temperature), NLL and the coverage/accuracy table of
     ``preds``, whose probabilities already carry the temperature."""
-    raw = softmax(preds.scores)
-    source = None
+    source = None  # no calibration.json: probabilities as scored
     if fitted is not None:
         source = "fitted now on the validation split"
     elif temperature is not None:
@@ -438,11 +432,11 @@ def calibration_record(preds: Any, temperature: float | None, fitted: Calibratio
         "ece_bins": ECE_BINS,
         "ece": expected_calibration_error(preds.probs, preds.true),
         "temperature": temperature or 1.0,
-        "temperature_from": source,  # None: no calibration.json, probabilities as scored
-        "ece_uncalibrated": expected_calibration_error(raw, preds.true),
+        "temperature_from": source,
+        "ece_uncalibrated": expected_calibration_error(softmax(preds.scores), preds.true),
         "nll": nll(preds.scores, preds.true, temperature or 1.0),
         "nll_uncalibrated": nll(preds.scores, preds.true),
-        "calibration_fit": None if fitted is None else json.loads(fitted.to_json()),
+        "calibration_fit": None if fitted is None else fitted.to_json(),
         "coverage": coverage_table(preds.probs, preds.true),
     }
 
@@ -450,7 +444,6 @@ def calibration_record(preds: Any, temperature: float | None, fitted: Calibratio
 def test_set_record(test_sets: tuple[TestSet, ...], members: list[list[int]], preds: Any,
                     labels: tuple[str, ...], keys: list[str]) -> dict[str, Any]:
     """Accuracy and macro-F1 per test set, and their mean and sample standard deviation."""
-
     per_set = []
     for test_set, rows, key in zip(test_sets, members, keys, strict=True):
         metrics = compute_metrics(preds.true[rows], preds.predicted[rows], labels)
@@ -467,14 +460,15 @@ def test_set_record(test_sets: tuple[TestSet, ...], members: list[list[int]], pr
             "std": "sample standard deviation (n - 1) over the sets"}
 
 
-def _store(cfg: EvalConfig, subject: Subject, fitted: Calibration | None, staging: Path,
-           folder: Path) -> None:
-    """calibration.json (when fitted now), then the eval folder; if the folder cannot be put in
-    place, the checkpoint's earlier calibration.json is put back: nothing half-done stays."""
-
+def _store(cfg: EvalConfig, subject: Subject, record: dict[str, Any], preds: Any,
+           fitted: Calibration | None, staging: Path, folder: Path) -> None:
+    """The outputs, calibration.json (when fitted now), then the eval folder; if the folder
+    cannot be put in place, the checkpoint's earlier calibration.json is put back: nothing
+    half-done stays."""
     target = subject.checkpoint / CALIBRATION_NAME if subject.checkpoint else None
     before = target.read_bytes() if fitted and target and target.exists() else None
     try:
+        write_all(staging, record, preds, subject.labels)
         if fitted is not None:
             assert subject.checkpoint is not None
             write_calibration(subject.checkpoint, fitted)
@@ -489,53 +483,25 @@ def _store(cfg: EvalConfig, subject: Subject, fitted: Calibration | None, stagin
                        f"({err.strerror or err}); nothing was kept") from err
 
 
-def _predict(cfg: EvalConfig, loaded: Any, dataset: Any, template: Any,
-             labels: tuple[str, ...], progress: bool | None) -> Any:
-    """This process's predictions, or the message of scores that are not finite (passed on to
-    every process, so that all stop alike instead of one waiting for the others)."""
-
-    try:
-        return predict(
-            loaded.model, dataset, template,
-            pad_token_id=loaded.pad_token_id, batch_size=cfg.batch_size, decode=cfg.decode,
-            tokenizer=loaded.tokenizer, labels=labels, class_chunk=cfg.class_chunk,
-            progress=progress,
-        )
-    except NonFiniteScores as err:
-        return err.message
-
-
-def _plain(cfg: EvalConfig) -> dict[str, Any]:
-
-    return to_json(cfg)
-
-
-def eval_name(subject: Subject, split: str, decode: str,
-              test_sets: tuple[TestSet, ...] = ()) -> str:
-    """A readable name (run or model, checkpoint, split, decode) and a short hash of everything
-    that makes this eval distinct (what is evaluated, data folder, split, decode): two distinct
+def output_folder(cfg: EvalConfig, subject: Subject, decode: str,
+                  test_sets: tuple[TestSet, ...] = ()) -> Path:
+    """OUT_DIR/<max-len>-max-len/<eval name>/, always inside OUT_DIR. The name is readable (run
+    or model, checkpoint, split, decode) and ends in a short hash of everything that makes this
+    eval distinct (what is evaluated, data folder, split, decode, test sets): two distinct
     evals in one OUT_DIR never share a folder, and an identical rerun replaces its own."""
     name = subject.name
-    if split != "test":
-        name += f"-{split}"
+    if cfg.split != "test":
+        name += f"-{cfg.split}"
     if decode == Decode.GENERATE:
         name += "-generate"
     if test_sets:
         name += f"-{len(test_sets)}-sets"
     # Test sets by content (sha256), in the order given: the per-set table keeps that order.
     sets = [[t.name, t.sha256] for t in test_sets]
-    identity = json.dumps([*subject.identity, str(subject.data.data_dir), split, decode,
+    identity = json.dumps([*subject.identity, str(subject.data.data_dir), cfg.split, decode,
                            *([sets] if sets else [])])
-    return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
-
-
-def output_folder(cfg: EvalConfig, subject: Subject, decode: str,
-                  test_sets: tuple[TestSet, ...] = ()) -> Path:
-    """OUT_DIR/<max-len>-max-len/<eval name>/: always inside OUT_DIR; writable is proved
-    before any model or data is loaded."""
-
+    name += f"-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
     out_dir = cfg.resolved_out_dir
-    name = eval_name(subject, cfg.split, decode, test_sets)
     folder = run_folder(out_dir, subject.data.max_len, name)
     if not folder.resolve().is_relative_to(out_dir.resolve()):  # the name is sanitised too
         raise RvlError(f"-o {out_dir}: the eval folder {folder} would lie outside it")
@@ -546,26 +512,10 @@ def _sanitise(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "run"
 
 
-def _staging(folder: Path, state: Any) -> AbstractContextManager[Path | None]:
-    """The outputs' staging folder (``atomic.staging_dir``), made by the main process alone;
-    the others get None, or its error (rank 0's verdict, on every process)."""
-    return staging_dir(
-        folder, lambda err: (f"-o {folder.parent.parent}: cannot write the eval outputs to "
-                             f"{folder} ({err.strerror or err})"),
-        make=state.is_main_process, agree=lambda problem: gather_in_rank_order(problem, state)[0])
-
-
-def _load_checkpoint(checkpoint: Path, trust_remote_code: bool, device_map: Any) -> Any:
-
-    return load_checkpoint(checkpoint, device_map=device_map,
-                           trust_remote_code=trust_remote_code)
-
-
-def _load_base(source: Any, labels: tuple[str, ...], trust_remote_code: bool,
+def _load_base(source: Any, labels: tuple[str, ...], trust_remote_code: bool, *,
                device_map: Any) -> Loaded:
     """The untrained causal LM as training would start from it: the model's own tokenizer and
     the pad token training would pick, bf16 on a GPU that has it, full precision elsewhere."""
-
     tokenizer = load_tokenizer(source.tokenizer_dir(), trust_remote_code=trust_remote_code)
     tokenizer.pad_token = resolve_pad_token(tokenizer, None, source.preset)
     pad_token_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token)

@@ -30,7 +30,7 @@ def model_card(recipe: Recipe, metrics: Sequence[Mapping[str, Any]] = ()) -> str
         "## Labels\n\n" + "\n".join(f"{i}. {name}" for i, name in enumerate(recipe.labels))
         + "\n",
         _scores(recipe, metrics),
-        _with_rvl_llm(),
+        _WITH_RVL_LLM,
         _without_rvl_llm(recipe, adapter),
         "## Upload\n\nPushing to the Hugging Face hub is left to its own command (this folder "
         "is a complete model repository):\n\n```sh\n"
@@ -105,8 +105,7 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "not measured"
 
 
-def _with_rvl_llm() -> str:
-    return f"""## Use it with rvl-llm
+_WITH_RVL_LLM = f"""## Use it with rvl-llm
 
 The folder is a checkpoint for every rvl-llm command (its `recipe.json` says how):
 
@@ -128,10 +127,6 @@ def _without_rvl_llm(recipe: Recipe, adapter: bool) -> str:
     labels = json.dumps(list(recipe.labels))
     if recipe.generative:
         return _generative_snippet(recipe, adapter, labels)
-    return _classifier_snippet(recipe, adapter, labels)
-
-
-def _classifier_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
     max_len = recipe.prompt.max_len
     if not adapter:
         return f"""## Use it without rvl-llm
@@ -167,26 +162,36 @@ print(classify("text of a document", truncation=True, max_length={max_len}))
 {_qlora_note(recipe)}"""
 
 
-def _generative_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
-    if recipe.prompt.chat is not None:
-        return _chat_snippet(recipe, adapter, labels)
-    imports, auto = _imports(adapter)
-    return _plain_snippet(recipe, imports, auto, labels)
+_PLAIN_INTRO = """\
+The model was trained to complete a prompt with a class name. The prompt is BOS + the document
+(cut to fit max-len) + the response template; each class's completion is `" " + class name`
++ EOS. The prediction is the class whose completion is the most probable: score every class,
+never sample. Each segment is tokenised as the continuation of the text before it."""
 
+_CHAT_INTRO = """\
+The model was trained on chat prompts: the user's turn of the tokenizer's chat template holds an
+instruction and the document (cut to fit max-len), and the assistant answers with the class
+name, ending its turn with the template's end-of-turn token. The prediction is the class whose
+answer is the most probable: score every class, never sample. The template is rendered once
+with stand-ins for the document and the answer and cut there, so only the document is cut."""
 
-def _imports(adapter: bool) -> tuple[str, str]:
-    if adapter:  # the base named in adapter_config.json, with the adapter on it
-        imports = ("from peft import AutoPeftModelForCausalLM\n"
-                   "from transformers import AutoTokenizer")
-        auto = "AutoPeftModelForCausalLM"
-    else:
-        imports = "from transformers import AutoModelForCausalLM, AutoTokenizer"
-        auto = "AutoModelForCausalLM"
-    return imports, auto
+# The chat template rendered with stand-ins, cut into the prompt's segments.
+_CHAT_SEGMENTS = """\
+DOCUMENT, ANSWER = "\u27e6document\u27e7", "\u27e6answer\u27e7"  # stand-ins to cut at
 
+chat = tokenizer.apply_chat_template(
+    [{"role": "user", "content": INSTRUCTION + DOCUMENT},
+     {"role": "assistant", "content": ANSWER}], tokenize=False)
+prefix_text, rest = chat.split(DOCUMENT)
+directive_text, rest = rest.split(ANSWER)
+special = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+end = min((t for t in special if t in rest), key=lambda t: (rest.index(t), -len(t)))
+end_of_turn = rest[: rest.index(end) + len(end)]"""
 
 # The end of both generative snippets: score every class's completion after the prompt.
-_CLASSIFY = """
+_CLASSIFY = """budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
+
+
 
 def classify(text):
     prompt = prefix + ids(text, as_text=True)[:budget] + directive
@@ -204,90 +209,58 @@ print(classify("text of a document"))
 """
 
 
-def _plain_snippet(recipe: Recipe, imports: str, auto: str, labels: str) -> str:
-    return f"""## Use it without rvl-llm
-
-The model was trained to complete a prompt with a class name. The prompt is BOS + the document
-(cut to fit max-len) + the response template; each class's completion is `" " + class name`
-+ EOS. The prediction is the class whose completion is the most probable: score every class,
-never sample. Each segment is tokenised as the continuation of the text before it.
-
-```python
-import torch
-{imports}
-
-model = {auto}.from_pretrained("{FOLDER}").eval()
-tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
-LABELS = {labels}
-TEMPLATE = {json.dumps(recipe.prompt.settings.response_template)}
-MAX_LEN = {recipe.prompt.max_len}
-
-
-def ids(text, as_text=False):  # as_text: special-token text in a document stays text
-    return tokenizer(text, add_special_tokens=False, split_special_tokens=as_text).input_ids
-
-
-def after(context, text):  # the tokens of `text` as it continues `context`
-    return ids(context + text)[len(ids(context)):]
-
-
-prefix = [tokenizer.bos_token_id]
+def _generative_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
+    """Score every class's completion after the recipe's prompt: plain (BOS, the document, the
+    response template) or chat (the instruction and the document in a user turn of the
+    tokenizer's chat template, the class name as the assistant's reply up to its end of turn)."""
+    if adapter:  # the base named in adapter_config.json, with the adapter on it
+        imports = ("from peft import AutoPeftModelForCausalLM\n"
+                   "from transformers import AutoTokenizer")
+        auto = "AutoPeftModelForCausalLM"
+    else:
+        imports = "from transformers import AutoModelForCausalLM, AutoTokenizer"
+        auto = "AutoModelForCausalLM"
+    chat = recipe.prompt.chat
+    if chat is None:
+        intro = _PLAIN_INTRO
+        setting = f"TEMPLATE = {json.dumps(recipe.prompt.settings.response_template)}"
+        segments = ""
+        prompt = """prefix = [tokenizer.bos_token_id]
 directive = after("a", TEMPLATE)
-completions = [after("a" + TEMPLATE, " " + label) + [tokenizer.eos_token_id] for label in LABELS]
-budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
-
-{_CLASSIFY}{_qlora_note(recipe)}"""
-
-
-def _chat_snippet(recipe: Recipe, adapter: bool, labels: str) -> str:
-    """The recipe's chat prompt: the instruction and the document in a user turn of the
-    tokenizer's chat template, the class name as the assistant's reply up to its end of turn."""
-    imports, auto = _imports(adapter)
-    assert recipe.prompt.chat is not None
-    instruction = recipe.prompt.chat.instruction  # descriptions folded in when it was resolved
-    return f"""## Use it without rvl-llm
-
-The model was trained on chat prompts: the user's turn of the tokenizer's chat template holds an
-instruction and the document (cut to fit max-len), and the assistant answers with the class
-name, ending its turn with the template's end-of-turn token. The prediction is the class whose
-answer is the most probable: score every class, never sample. The template is rendered once
-with stand-ins for the document and the answer and cut there, so only the document is cut.
-
-```python
-import torch
-{imports}
-
-model = {auto}.from_pretrained("{FOLDER}").eval()
-tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
-LABELS = {labels}
-INSTRUCTION = {json.dumps(instruction)}
-MAX_LEN = {recipe.prompt.max_len}
-DOCUMENT, ANSWER = "\u27e6document\u27e7", "\u27e6answer\u27e7"  # stand-ins to cut at
-
-chat = tokenizer.apply_chat_template(
-    [{{"role": "user", "content": INSTRUCTION + DOCUMENT}},
-     {{"role": "assistant", "content": ANSWER}}], tokenize=False)
-prefix_text, rest = chat.split(DOCUMENT)
-directive_text, rest = rest.split(ANSWER)
-special = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
-end = min((t for t in special if t in rest), key=lambda t: (rest.index(t), -len(t)))
-end_of_turn = rest[: rest.index(end) + len(end)]
-
-
-def ids(text, as_text=False):  # as_text: special-token text in a document stays text
-    return tokenizer(text, add_special_tokens=False, split_special_tokens=as_text).input_ids
-
-
-def after(context, text):  # the tokens of `text` as it continues `context`
-    return ids(context + text)[len(ids(context)):]
-
-
-prefix = ids(prefix_text)
+completions = [after("a" + TEMPLATE, " " + label) + [tokenizer.eos_token_id] for label in LABELS]"""
+    else:
+        intro = _CHAT_INTRO
+        # The instruction has the descriptions folded in when it was resolved.
+        setting = f"INSTRUCTION = {json.dumps(chat.instruction)}"
+        segments = _CHAT_SEGMENTS + "\n"
+        prompt = """prefix = ids(prefix_text)
 directive = after("a", directive_text)
 completions = [after(directive_text, label) + after(directive_text + label, end_of_turn)
-               for label in LABELS]
-budget = MAX_LEN - len(prefix) - len(directive) - max(len(c) for c in completions)
+               for label in LABELS]"""
+    return f"""## Use it without rvl-llm
 
+{intro}
+
+```python
+import torch
+{imports}
+
+model = {auto}.from_pretrained("{FOLDER}").eval()
+tokenizer = AutoTokenizer.from_pretrained("{FOLDER}")
+LABELS = {labels}
+{setting}
+MAX_LEN = {recipe.prompt.max_len}
+{segments}
+
+def ids(text, as_text=False):  # as_text: special-token text in a document stays text
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=as_text).input_ids
+
+
+def after(context, text):  # the tokens of `text` as it continues `context`
+    return ids(context + text)[len(ids(context)):]
+
+
+{prompt}
 {_CLASSIFY}{_qlora_note(recipe)}"""
 
 

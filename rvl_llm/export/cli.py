@@ -19,5 +19,5 @@ def export_command(**flags: object) -> None:
     # Lazy for start-up: the export pulls safetensors and the model loaders; --help stays instant.
     from rvl_llm.export.run import run_export
 
-    result = run_export(ExportConfig(**flags), log=lambda msg: click.echo(msg, err=True))  # type: ignore[arg-type]
-    click.echo(str(result.folder))
+    folder = run_export(ExportConfig(**flags), log=lambda msg: click.echo(msg, err=True))  # type: ignore[arg-type]
+    click.echo(str(folder))

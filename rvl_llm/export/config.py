@@ -1,8 +1,5 @@
-"""ExportConfig: every setting of ``rvl-llm export``, once, checked on construction.
-
-Everything about the model comes from the checkpoint's recipe; only what the export chooses
-(where to, merged or not, which dtype) lives here.
-"""
+"""ExportConfig: every setting of ``rvl-llm export``, once, checked on construction. The model
+comes from the checkpoint's recipe; only where to, merged or not and the dtype live here."""
 
 from __future__ import annotations
 
@@ -26,8 +23,6 @@ class ExportConfig:
     merge: bool = field(default=False, metadata=cli(
         "--merge", help="Merge a LoRA/QLoRA adapter into the base weights (QLoRA: dequantised "
         "first); without it the folder is the adapter and names its base."))
-    # None: the dtype the checkpoint's weights ran in (the recipe's mixed precision, or the
-    # QLoRA compute dtype; fp32 when neither).
     dtype: str | None = field(default=None, metadata=cli(
         "--dtype", type=click.Choice(EXPORT_DTYPES),
         help="Dtype of merged or full weights [the dtype the checkpoint ran in]."))

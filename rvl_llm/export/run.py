@@ -1,12 +1,10 @@
 """``run_export``: a trained checkpoint -> a standalone Hugging Face model folder.
 
-Read top to bottom: the checkpoint, its recipe and the target folder are checked before anything
-heavy; the model is rebuilt as eval loads it (a QLoRA base dequantised first when merging, so the
-merged weights are the ones the adapter was trained against), merged or not, cast to the export
-dtype and saved into a staging folder beside the target with the tokenizer, a model card and the
-recipe (last); the staging folder then takes the target's place. A failed export leaves nothing
-behind. The folder is itself a checkpoint: eval, predict and ``Classifier.from_checkpoint`` read
-its recipe, which records merged and full exports as full weights in the exported dtype.
+Everything is checked before anything heavy loads; the model is rebuilt as eval loads it (a QLoRA
+base dequantised first when merging: the weights the adapter was trained against) and saved with
+its tokenizer, card and recipe (last) into a staging folder that then takes the target's place,
+so a failed export leaves nothing behind. The folder is itself a checkpoint: its recipe records
+merged and full exports as full weights in the exported dtype.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from rvl_llm.inference.checkpoint import (
     weights_folder,
 )
 from rvl_llm.inference.distributed import device_map
-from rvl_llm.logs import Log
+from rvl_llm.logs import Log, quiet
 from rvl_llm.recipe import RECIPE_NAME, ExportInfo, Recipe
 
 CARD_NAME = "README.md"
@@ -45,17 +43,8 @@ EVAL_DIR = "eval"  # eval's default output folder inside a checkpoint
 MODEL_CONFIG = "config.json"
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    folder: Path  # the exported model folder (-o)
-    recipe: Recipe  # as written into it
-    merged: bool  # an adapter was merged into the base weights
-    dtype: str  # of the weights: bf16, fp16 or fp32 (an unmerged adapter: what it runs in)
-    files: tuple[str, ...]  # names in the folder
-
-
-def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
-    say = log or (lambda _msg: None)
+def run_export(cfg: ExportConfig, log: Log = quiet) -> Path:
+    """Export ``cfg.checkpoint`` into ``cfg.out_dir``; return that folder."""
     checkpoint = weights_folder(cfg.checkpoint, "-c")
     recipe = Recipe.read(checkpoint)
     check_weights(checkpoint)  # damaged files are named before anything is written
@@ -63,14 +52,15 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
     target = check_target(cfg, checkpoint)
     adapter = recipe.trainable in ("lora", "qlora")
     merge = cfg.merge and adapter
+    unmerged = adapter and not merge  # the folder is the adapter, naming its base
     if cfg.merge and not adapter:
-        say(f"export: --merge: the run trained {recipe.trainable}, there is no adapter to "
+        log(f"export: --merge: the run trained {recipe.trainable}, there is no adapter to "
             "merge; exporting its full model")
-    if adapter and not merge:
+    if unmerged:
         _check_adapter_files(checkpoint, cfg)
     dtype = cfg.dtype or ran_in(recipe)
     exported = exported_recipe(recipe, checkpoint, merged=merge, dtype=dtype,
-                               adapter_only=adapter and not merge)
+                               adapter_only=unmerged)
     from safetensors import SafetensorError  # a Rust binding, light to import
 
     card = model_card(exported, eval_metrics(checkpoint, recipe))
@@ -81,13 +71,13 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
     with staging_dir(target.resolve(), lambda err: f"-o {target}: cannot write there "
                      f"({err.strerror or err})") as staging:
         assert staging is not None  # this process makes it
-        if adapter and not merge:
-            say(f"export: the {recipe.trainable} adapter of {checkpoint} (base "
+        if unmerged:
+            log(f"export: the {recipe.trainable} adapter of {checkpoint} (base "
                 f"{recipe.model_location})")
             model, tokenizer = None, checkpoint_tokenizer(checkpoint, recipe,
                                                           cfg.trust_remote_code)
         else:
-            say(f"export: loading {checkpoint}" + (" and merging its adapter" if merge else ""))
+            log(f"export: loading {checkpoint}" + (" and merging its adapter" if merge else ""))
             model, tokenizer = _full_model(checkpoint, recipe, merge, dtype,
                                            cfg.trust_remote_code)
         try:
@@ -106,9 +96,8 @@ def run_export(cfg: ExportConfig, log: Log | None = None) -> ExportResult:
             # one line, and nothing half-written stays.
             raise RvlError(f"-o {target}: cannot write the export ({write_reason(err)}); "
                            "nothing was kept") from err
-    say(f"export: {dtype} {'merged ' if merge else ''}model written to {target}")
-    return ExportResult(target, exported, merge, dtype,
-                        tuple(sorted(p.name for p in target.iterdir())))
+    log(f"export: {dtype} {'merged ' if merge else ''}model written to {target}")
+    return target
 
 
 def check_target(cfg: ExportConfig, checkpoint: Path) -> Path:
@@ -210,21 +199,17 @@ def _full_model(checkpoint: Path, recipe: Recipe, merge: bool, dtype: str,
                 trust_remote_code: bool) -> tuple[Any, Any]:
     """The whole model in ``dtype``: full weights, a head on its base, or an adapter merged."""
     devices = device_map()  # every visible GPU, else the CPU
-    quiet = _no_false_head_report() if not recipe.generative else nullcontext()
-    if merge and recipe.quantization is not None:
-        tokenizer = checkpoint_tokenizer(checkpoint, recipe, trust_remote_code)
-        with quiet:
+    with _no_false_head_report() if not recipe.generative else nullcontext():
+        if merge and recipe.quantization is not None:
+            tokenizer = checkpoint_tokenizer(checkpoint, recipe, trust_remote_code)
             model = _merged_qlora(checkpoint, recipe, tokenizer, devices, trust_remote_code)
-    else:
-        with quiet:
+        else:
             loaded = load_checkpoint(checkpoint, device_map=devices,
                                      trust_remote_code=trust_remote_code)
-        model, tokenizer = loaded.model, loaded.tokenizer
-        if merge:
-            model = model.merge_and_unload()
-    model = model.to(torch_dtype(None if dtype == "fp32" else dtype))
-    model.eval()
-    return model, tokenizer
+            model, tokenizer = loaded.model, loaded.tokenizer
+            if merge:
+                model = model.merge_and_unload()
+    return model.to(torch_dtype(None if dtype == "fp32" else dtype)).eval(), tokenizer
 
 
 def _merged_qlora(checkpoint: Path, recipe: Recipe, tokenizer: Any, device_map: Any,
@@ -240,9 +225,8 @@ def _merged_qlora(checkpoint: Path, recipe: Recipe, tokenizer: Any, device_map: 
         model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
         return model.merge_and_unload()
     except (RuntimeError, ValueError, KeyError, NotImplementedError) as err:
-        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise RvlError(f"-c {checkpoint}: cannot merge the QLoRA adapter into its dequantised "
-                       f"base {recipe.model_location} ({type(err).__name__}: {first})") from err
+                       f"base {recipe.model_location} ({write_reason(err)})") from err
 
 
 @contextmanager
@@ -254,26 +238,25 @@ def _no_false_head_report() -> Iterator[None]:
     import logging
 
     logger = logging.getLogger("transformers.modeling_utils")
-    report_filter = _HeadReportFilter()
-    logger.addFilter(report_filter)
+    logger.addFilter(_shows_report)
     try:
         yield
     finally:
-        logger.removeFilter(report_filter)
+        logger.removeFilter(_shows_report)
 
 
-class _HeadReportFilter:
-    def filter(self, record: Any) -> bool:
-        text = _ANSI.sub("", record.getMessage())
-        if "LOAD REPORT" not in text:
-            return True
-        rows = [[cell.strip() for cell in line.split("|")] for line in text.splitlines()
-                if "|" in line and not line.startswith(("Key", "-"))]
-        expected = all(
-            len(row) > 1 and ((row[1] == "MISSING" and row[0].startswith(_HEAD_KEYS))
-                              or (row[1] == "UNEXPECTED" and row[0].startswith("lm_head.")))
-            for row in rows)
-        return not (rows and expected)
+def _shows_report(record: Any) -> bool:
+    """A logging filter: False for a load report that names only the new head's keys."""
+    text = _ANSI.sub("", record.getMessage())
+    if "LOAD REPORT" not in text:
+        return True
+    rows = [[cell.strip() for cell in line.split("|")] for line in text.splitlines()
+            if "|" in line and not line.startswith(("Key", "-"))]
+    expected = all(
+        len(row) > 1 and ((row[1] == "MISSING" and row[0].startswith(_HEAD_KEYS))
+                          or (row[1] == "UNEXPECTED" and row[0].startswith("lm_head.")))
+        for row in rows)
+    return not (rows and expected)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the report's colours

@@ -66,10 +66,7 @@ def aggregate_predictions(predictions: Predictions, how: str = "mean") -> Predic
     if predictions.scores is None:
         raise RvlError("--truncation chunks: needs class scores (decode score, or a classifier); "
                        "generated answers cannot be aggregated")
-    first = np.full(len(docs), -1, dtype=np.int64)
-    for row in range(len(owner) - 1, -1, -1):
-        first[owner[row]] = row
-    true = predictions.true[first]
+    true = predictions.true[np.unique(owner, return_index=True)[1]]  # each document's first row
     if (predictions.true != true[owner]).any():
         raise RvlError("rows of one doc_id carry different labels: the shards are not chunks "
                        "of one document each")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rvl_llm.atomic import write_text_atomic
+from rvl_llm.atomic import write_json_atomic
 from rvl_llm.errors import RvlError
 
 ECE_BINS = 15
@@ -61,17 +61,12 @@ def fit_temperature(scores: np.ndarray, true: np.ndarray) -> float:
         raise RvlError("--calibrate: the validation split has no documents to fit on")
     lo, hi = math.log(T_MIN), math.log(T_MAX)
     ratio = (math.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(scores, true, math.exp(a)), nll(scores, true, math.exp(b))
     for _ in range(_SEARCH_STEPS):
-        if fa <= fb:  # the minimum lies in [lo, b]
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(scores, true, math.exp(a))
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if nll(scores, true, math.exp(a)) <= nll(scores, true, math.exp(b)):
+            hi = b  # the minimum lies in [lo, b]
         else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(scores, true, math.exp(b))
+            lo = a
     return math.exp((lo + hi) / 2)
 
 
@@ -150,12 +145,11 @@ class Calibration:
     ece_before: float
     ece_after: float
 
-    def to_json(self) -> str:
-        return json.dumps({"format": CALIBRATION_FORMAT, "temperature": self.temperature,
-                           "fitted_on": self.fitted_on, "nll_before": self.nll_before,
-                           "nll_after": self.nll_after, "ece_bins": ECE_BINS,
-                           "ece_before": self.ece_before, "ece_after": self.ece_after},
-                          indent=2) + "\n"
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CALIBRATION_FORMAT, "temperature": self.temperature,
+                "fitted_on": self.fitted_on, "nll_before": self.nll_before,
+                "nll_after": self.nll_after, "ece_bins": ECE_BINS,
+                "ece_before": self.ece_before, "ece_after": self.ece_after}
 
 
 def fit_calibration(scores: np.ndarray, true: np.ndarray, fitted_on: dict[str, Any]
@@ -196,10 +190,8 @@ def read_temperature(folder: Path) -> float | None:
     return float(value)
 
 
-def write_calibration(folder: Path, calibration: Calibration) -> Path:
-    path = Path(folder) / CALIBRATION_NAME
-    write_text_atomic(path, calibration.to_json())
-    return path
+def write_calibration(folder: Path, calibration: Calibration) -> None:
+    write_json_atomic(Path(folder) / CALIBRATION_NAME, calibration.to_json())
 
 
 def calibration_note(temperature: float) -> str:

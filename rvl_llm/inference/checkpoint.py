@@ -78,13 +78,22 @@ def load_checkpoint(
     recipe = Recipe.read(path)
     check_weights(path)
     try:
-        return _load(path, recipe, device_map, trust_remote_code)
+        tokenizer = checkpoint_tokenizer(path, recipe, trust_remote_code)
+        pad_token_id = tokenizer.convert_tokens_to_ids(recipe.pad_token)
+        model = recipe_model(recipe, str(path) if recipe.trainable == "full" else None,
+                             pad_token_id, device_map, trust_remote_code)
+        if recipe.trainable == "classifier":
+            _load_head(model, path / MODEL_WEIGHTS)
+        elif recipe.trainable in ("lora", "qlora"):
+            model = _load_adapter(model, path)
     except RvlError:
         raise
     except Exception as err:  # weights that do not fit the recipe's model, damaged files
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise RvlError(f"{path}: cannot load the checkpoint onto the recipe's model "
                        f"{recipe.model_location} ({type(err).__name__}: {first})") from err
+    model.eval()
+    return LoadedCheckpoint(model, tokenizer, recipe, pad_token_id)
 
 
 def check_weights(folder: Path) -> None:
@@ -111,19 +120,6 @@ def checkpoint_tokenizer(path: Path, recipe: Recipe, trust_remote_code: bool) ->
                        "checkpoint's tokenizer")
     tokenizer.pad_token = recipe.pad_token
     return tokenizer
-
-
-def _load(path: Path, recipe: Recipe, device_map: Any, trust_remote_code: bool) -> LoadedCheckpoint:
-    tokenizer = checkpoint_tokenizer(path, recipe, trust_remote_code)
-    pad_token_id = tokenizer.convert_tokens_to_ids(recipe.pad_token)
-    model = recipe_model(recipe, str(path) if recipe.trainable == "full" else None,
-                         pad_token_id, device_map, trust_remote_code)
-    if recipe.trainable == "classifier":
-        _load_head(model, path / MODEL_WEIGHTS)
-    elif recipe.trainable in ("lora", "qlora"):
-        model = _load_adapter(model, path)
-    model.eval()
-    return LoadedCheckpoint(model, tokenizer, recipe, pad_token_id)
 
 
 def recipe_model(recipe: Recipe, location: str | None, pad_token_id: int, device_map: Any,

@@ -30,14 +30,12 @@ def compute_metrics(
     n = len(true)
     if n == 0:  # scikit-learn refuses empty input; an empty split scores zero everywhere
         return _empty(labels)
-    result: dict[str, Any] = {
-        "n": n,
-        "invalid": int((predicted == -1).sum()),
-        "accuracy": float(accuracy_score(true, predicted)),
-    }
+    result: dict[str, Any] = {"n": n, "invalid": int((predicted == -1).sum()),
+                              "accuracy": float(accuracy_score(true, predicted))}
     # Averaging over all len(labels) classes would score each absent class as F1 0 and drag the
     # macro average down on splits that lack some classes; see the module docstring.
-    present = present_classes(true, predicted, len(labels))
+    # Ids of the label set only: drops -1 (invalid), and nothing out of range becomes a class.
+    present = [int(c) for c in np.union1d(true, predicted) if 0 <= c < len(labels)]
     result["macro_classes"] = len(present)
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
@@ -50,24 +48,13 @@ def compute_metrics(
         true, predicted, labels=classes, average=None, zero_division=0
     )
     result["per_class"] = {
-        name: {
-            "precision": float(p[i]),
-            "recall": float(r[i]),
-            "f1": float(f[i]),
-            "support": int(support[i]),
-        }
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+               "support": int(support[i])}
         for i, name in enumerate(labels)
     }
     # Rows of invalid predictions have no column to land in; "invalid" above counts them.
     result["confusion_matrix"] = confusion_matrix(true, predicted, labels=classes).tolist()
     return result
-
-
-def present_classes(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> list[int]:
-    """Class ids seen in the truth or the predictions, sorted; -1 (invalid) is not a class."""
-    seen = np.union1d(true, predicted)
-    # Only ids of the label set: drops -1, and anything out of range cannot become a class either.
-    return [int(c) for c in seen if 0 <= c < num_classes]
 
 
 def _empty(labels: Sequence[str]) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rvl_llm.compat import cache_kwarg, fork_cache, new_cache
 from rvl_llm.errors import RvlError
 from rvl_llm.inference import DECODES, Decode
 from rvl_llm.pipeline.manifest import TemplateIds
@@ -80,11 +82,18 @@ def predict(
         rows = ids_only[batch.tolist()]["input_ids"]
         return [list(r[:k]) for r, k in zip(rows, lengths[batch], strict=True)]
 
-    run = _Run(model, template, pad_token_id, batch_size, class_chunk)
     if generative and decode == Decode.GENERATE:
-        generated = run.generate(lengths, prompts_of, tokenizer, progress)
-        return _finish(doc_ids, true, None, generated, labels)
-    return _finish(doc_ids, true, run.scores(lengths, prompts_of, progress), None, labels)
+        step = partial(_generate, model, template, pad_token_id, tokenizer)
+        generated = list(_in_batches(model, lengths, prompts_of, batch_size, progress, step,
+                                     np.empty(len(lengths), dtype=object)))
+        index = {name: i for i, name in enumerate(labels or ())}
+        predicted = np.array([index.get(text, INVALID) for text in generated], dtype=np.int64)
+        return Predictions(doc_ids, true, predicted, None, generated,
+                           int((predicted == INVALID).sum()))
+    scores = _class_scores(model, template, lengths, prompts_of, pad_token_id, batch_size,
+                           class_chunk, progress)
+    return Predictions(doc_ids, true, scores.argmax(axis=1).astype(np.int64),
+                       class_probabilities(scores), None, 0, scores)
 
 
 def score_prompts(
@@ -100,8 +109,8 @@ def score_prompts(
     """[n, C] natural-log class scores of prompts built by the pipeline (``Row.input_ids`` of
     unlabelled rows), in the given order: what ``predict`` computes for a prepared split."""
     lengths = np.array([len(p) for p in prompts], dtype=np.int64)
-    run = _Run(model, template, pad_token_id, batch_size, class_chunk)
-    return run.scores(lengths, lambda batch: [list(prompts[i]) for i in batch], progress)
+    return _class_scores(model, template, lengths, lambda batch: [list(prompts[i]) for i in batch],
+                         pad_token_id, batch_size, class_chunk, progress)
 
 
 def class_probabilities(scores: np.ndarray) -> np.ndarray:
@@ -118,83 +127,42 @@ def class_probabilities(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-@dataclass(frozen=True)
-class _Run:
-    """One pass of a model over rows in length-sorted batches; results in the rows' order."""
-
-    model: Any
-    template: TemplateIds
-    pad_token_id: int
-    batch_size: int
-    class_chunk: int | None
-
-    def scores(self, lengths: np.ndarray, prompts_of: PromptsOf,
-               progress: bool | None) -> np.ndarray:
-        generative = self.template.mode == "generative"
-        n_classes = len(self.template.completions) if generative else _num_labels(self.model)
-        scores = np.zeros((len(lengths), n_classes), np.float32)
-        for batch, prompts, device in self._batches(lengths, prompts_of, progress):
-            if generative:
-                scores[batch] = _score(self.model, prompts, self.template, self.pad_token_id,
-                                       device, self.class_chunk)
-            else:
-                scores[batch] = _classify(self.model, prompts, self.pad_token_id, device)
-        return scores
-
-    def generate(self, lengths: np.ndarray, prompts_of: PromptsOf, tokenizer: Any,
-                 progress: bool | None) -> list[str]:
-        generated = [""] * len(lengths)
-        for batch, prompts, device in self._batches(lengths, prompts_of, progress):
-            texts = _generate(self.model, prompts, self.template, self.pad_token_id, device,
-                              tokenizer)
-            for i, text in zip(batch, texts, strict=True):
-                generated[i] = text
-        return generated
-
-    def _batches(self, lengths: np.ndarray, prompts_of: PromptsOf,
-                 progress: bool | None) -> Iterator[tuple[np.ndarray, list[list[int]], Any]]:
-        """(row indices, their prompts, the model's device) per batch, under inference mode."""
-        import torch
-        from tqdm.auto import tqdm
-
-        model = self.model
-        device = model.get_input_embeddings().weight.device
-        was_training = model.training
-        model.eval()
-        disable = None if progress is None else not progress
-        bar = tqdm(total=len(lengths), desc="eval", unit="doc", disable=disable)
-        try:
-            # Inference mode is thread state: it holds for the caller's forward passes too,
-            # while this generator is suspended at its yield.
-            with torch.inference_mode():
-                for batch in _length_batches(lengths, self.batch_size):
-                    yield batch, prompts_of(batch), device
-                    bar.update(len(batch))
-        finally:
-            bar.close()
-            model.train(was_training)
+def _class_scores(model: Any, template: TemplateIds, lengths: np.ndarray,
+                  prompts_of: PromptsOf, pad_token_id: int, batch_size: int,
+                  class_chunk: int | None, progress: bool | None) -> np.ndarray:
+    """[rows, C] natural-log class scores: completions scored, or a classifier's head."""
+    if template.mode == "generative":
+        step = partial(_score, model, template, pad_token_id, class_chunk)
+        n_classes = len(template.completions)
+    else:
+        step = partial(_classify, model, pad_token_id)
+        n_classes = int(model.config.num_labels)
+    out = np.zeros((len(lengths), n_classes), np.float32)
+    return _in_batches(model, lengths, prompts_of, batch_size, progress, step, out)
 
 
-def _finish(
-    doc_ids: list[str],
-    true: np.ndarray,
-    scores: np.ndarray | None,
-    generated: list[str] | None,
-    labels: Sequence[str] | None,
-) -> Predictions:
-    if scores is not None:
-        probs = class_probabilities(scores)
-        predicted = scores.argmax(axis=1).astype(np.int64)
-        return Predictions(doc_ids, true, predicted, probs, None, 0, scores)
-    assert generated is not None and labels is not None
-    index = {name: i for i, name in enumerate(labels)}
-    predicted = np.array([index.get(text, INVALID) for text in generated], dtype=np.int64)
-    invalid = int((predicted == INVALID).sum())
-    return Predictions(doc_ids, true, predicted, None, generated, invalid, None)
+def _in_batches(model: Any, lengths: np.ndarray, prompts_of: PromptsOf, batch_size: int,
+                progress: bool | None, step: Callable[[list[list[int]], Any], Any],
+                out: np.ndarray) -> np.ndarray:
+    """``out[rows] = step(prompts, device)`` for each length-sorted batch of rows, under
+    inference mode: results land in the rows' order."""
+    import torch
+    from tqdm.auto import tqdm
 
-
-def _num_labels(model: Any) -> int:
-    return int(model.config.num_labels)
+    device = model.get_input_embeddings().weight.device
+    was_training = model.training
+    model.eval()
+    disable = None if progress is None else not progress
+    bar = tqdm(total=len(lengths), desc="eval", unit="doc", disable=disable)
+    try:
+        with torch.inference_mode():
+            for batch in _length_batches(lengths, batch_size):
+                out[batch] = step(prompts_of(batch), device)
+                bar.update(len(batch))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return out
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -220,7 +188,7 @@ def _pad(
 
 
 def _classify(
-    model: Any, prompts: list[list[int]], pad_token_id: int, device: torch.device
+    model: Any, pad_token_id: int, prompts: list[list[int]], device: torch.device
 ) -> np.ndarray:
     import torch
 
@@ -233,16 +201,14 @@ def _classify(
 
 def _score(
     model: Any,
-    prompts: list[list[int]],
     template: TemplateIds,
     pad_token_id: int,
-    device: torch.device,
     class_chunk: int | None,
+    prompts: list[list[int]],
+    device: torch.device,
 ) -> np.ndarray:
     """[B, C] log P(completion_c | prompt): one cached prompt forward, then the completions."""
     import torch
-
-    from rvl_llm.compat import cache_kwarg, fork_cache, new_cache
 
     ids, mask = _pad(prompts, pad_token_id, left=True)
     ids, mask = ids.to(device), mask.to(device)
@@ -286,8 +252,6 @@ def _score_rest(
     c[:-1] on the prompt cache repeated k times (row b*k + j: document b, completion j)."""
     import torch
 
-    from rvl_llm.compat import cache_kwarg
-
     batch, k, steps = mask.shape[0], len(completions), len(completions[0]) - 1
     device = mask.device
     feed = torch.tensor([list(c[:-1]) for c in completions], device=device).repeat(batch, 1)
@@ -305,11 +269,11 @@ def _score_rest(
 
 def _generate(
     model: Any,
-    prompts: list[list[int]],
     template: TemplateIds,
     pad_token_id: int,
-    device: torch.device,
     tokenizer: Any,
+    prompts: list[list[int]],
+    device: torch.device,
 ) -> list[str]:
     """Greedy continuations of the prompts, decoded and stripped (the old eval, for comparison)."""
     import torch

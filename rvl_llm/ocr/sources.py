@@ -25,9 +25,8 @@ from rvl_llm.errors import RvlError
 from rvl_llm.labels import load_labels
 from rvl_llm.ocr.config import IMPORTERS, OcrConfig
 from rvl_llm.ocr.pages import DOCUMENT_SUFFIXES
-from rvl_llm.pipeline.corpus import document_file_name
+from rvl_llm.pipeline.corpus import document_file_name, id_text
 from rvl_llm.pipeline.hf_datasets import DatasetSplit
-from rvl_llm.pipeline.ids import id_text
 from rvl_llm.pipeline.manifest import SPLITS
 from rvl_llm.pipeline.sources import HUB_PREFIX, TABLE_SUFFIXES, is_hub, our_split
 from rvl_llm.pipeline.tables import CsvFile, JsonLinesFile, LabelMap, ParquetFile, Part

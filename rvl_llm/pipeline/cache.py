@@ -1,16 +1,9 @@
 """Cache keys, locking and verification of prepared entries under ``--cache-dir``.
 
-The key hashes exactly the parts that change the shards (``KEY_FIELDS``): the resolved prompt
-(``PromptSpec``: the tokenizer's file contents, not its name; mode, template, max-len, label
-set), the shard format version, the source (its kind, column mapping and files: resolved path,
-size, mtime; or a ``datasets`` fingerprint) and the subset selection (None without one).
 Builds happen under a per-key file lock, so a second prepare of the same key waits and then finds
-the finished entry; a hit needs no lock.
-
-Shards are hashed once, when written; the manifest records each one's sha256, size and mtime. A
-hit checks sizes and mtimes and hashes only a shard written since (``split_problem``); ``cache
-verify`` hashes every byte (``verify_split``). So a hit at RVL-CDIP's 400k files costs about its
-folder listing, not a read of every shard.
+the finished entry; a hit needs no lock. Shards are hashed once, when written: a hit checks sizes
+and mtimes (``split_problem``), ``cache verify`` hashes every byte (``verify_split``). So a hit
+at RVL-CDIP's 400k files costs about its folder listing, not a read of every shard.
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
-from rvl_llm.atomic import TEMP_PREFIX, staging_path
+from rvl_llm.atomic import TEMP_PREFIX
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.corpus import SplitFiles
 from rvl_llm.pipeline.manifest import MANIFEST_NAME, Manifest
@@ -36,8 +29,7 @@ from rvl_llm.presets import TOKENIZER_FILES
 
 # The parts that change the shards: the key hashes these and nothing else, so a part added to the
 # manifest for people (like "source") can never split or merge entries by accident. "prompt" is
-# the resolved PromptSpec whole (tokenizer, mode, style, template, labels, max-len...), so a new
-# prompt setting reaches the key with no edit here.
+# the resolved PromptSpec whole, so a new prompt setting reaches the key with no edit here.
 KEY_FIELDS = ("format_version", "prompt", "data", "selection")
 KEY_LENGTH = 20  # hex digits of a key: an entry's folder name
 _KEY = re.compile(rf"[0-9a-f]{{{KEY_LENGTH}}}")
@@ -51,13 +43,10 @@ def file_sha256(path: Path) -> str:
 
 def tokenizer_fingerprint(folder: Path) -> dict[str, str]:
     """sha256 of each tokenizer file in the folder: the tokenizer's content."""
-    found = {
-        name: file_sha256(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()
-    }
+    found = {n: file_sha256(folder / n) for n in TOKENIZER_FILES if (folder / n).is_file()}
     if not found:
-        raise RvlError(
-            f"--model {folder}: no tokenizer files ({', '.join(TOKENIZER_FILES[:5])}...)"
-        )
+        raise RvlError(f"--model {folder}: no tokenizer files "
+                       f"({', '.join(TOKENIZER_FILES[:5])}...)")
     return found
 
 
@@ -110,28 +99,18 @@ def remove_leftovers(root: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def temp_dir(root: Path, name: str) -> Path:
-    path = staging_path(root / name)  # names its maker's pid: `cache ls` tells stale from live
-    path.mkdir(parents=True)
-    return path
-
-
 def split_problem(manifest: Manifest, split: str, *, checksums: bool = False) -> str | None:
     """Why a split's shards cannot be trusted (missing, truncated, checksum), or None.
 
-    Every shard's size is checked. Its sha256 is checked when ``checksums`` (``cache verify``),
-    or when the shard may have been written since the build computed that checksum: its mtime is
-    not the one recorded then, or not older than the manifest (a write within the same clock tick
-    as the build leaves the mtime as it was: git's "racily clean" case). So a hit reads no shard
-    that is as the build left it, and one that anything rewrote since is read in full.
-    """
+    Every shard's size is checked; its sha256 when ``checksums`` (``cache verify``), or when the
+    shard may have been written since the build hashed it: its mtime is not the one recorded
+    then, or not older than the manifest (git's "racily clean" case)."""
     try:
         written = (manifest.root / MANIFEST_NAME).stat().st_mtime_ns
     except OSError:  # a manifest removed meanwhile: trust no recorded time
         written = 0
-    for shard, path in zip(
-        manifest.split_info(split).shards, manifest.shard_paths(split), strict=True
-    ):
+    shards = manifest.split_info(split).shards
+    for shard, path in zip(shards, manifest.shard_paths(split), strict=True):
         try:
             stat = path.stat()
         except (FileNotFoundError, NotADirectoryError):
@@ -147,10 +126,9 @@ def split_problem(manifest: Manifest, split: str, *, checksums: bool = False) ->
 
 
 def verify_split(manifest: Manifest, split: str) -> str | None:
-    """``cache verify``: every shard's size and sha256. A shard whose bytes changed but whose
-    size and mtime did not (bit rot, a copy with its times put back) passes a hit's check; its
-    mtime is set to now, bytes untouched, so the next prepare reads it, finds the mismatch and
-    rebuilds the split."""
+    """``cache verify``: every shard's size and sha256. A corrupt shard whose size and mtime did
+    not change (bit rot) passes a hit's check: its mtime is set to now, so the next prepare
+    reads it, finds the mismatch and rebuilds the split."""
     problem = split_problem(manifest, split, checksums=True)
     if problem is not None and problem.endswith("(checksum mismatch)"):
         for path in manifest.shard_paths(split):
@@ -178,9 +156,7 @@ def list_entries(cache_dir: Path) -> tuple[list[Manifest], list[tuple[Path, str]
         raise RvlError(f"--cache-dir {cache_dir}: no such folder")
     entries, unreadable = [], []
     for folder in sorted(cache_dir.iterdir()):
-        if not folder.is_dir() or folder.name.startswith(TEMP_PREFIX):
-            continue
-        if not (folder / MANIFEST_NAME).exists():
+        if folder.name.startswith(TEMP_PREFIX) or not (folder / MANIFEST_NAME).exists():
             continue
         try:
             entries.append(Manifest.load(folder))
@@ -192,17 +168,13 @@ def list_entries(cache_dir: Path) -> tuple[list[Manifest], list[tuple[Path, str]
 def holds_cache(folder: Path) -> bool:
     """Whether ``folder`` holds this project's cache: an entry folder (a key's name, with a
     manifest) or a key's lock file. An empty or foreign folder does not."""
-    if not folder.is_dir():
-        return False
     try:
-        for child in folder.iterdir():
-            if child.is_dir() and _KEY.fullmatch(child.name) and (child / MANIFEST_NAME).is_file():
-                return True
-            if child.is_file() and _LOCK.fullmatch(child.name):
-                return True
+        return folder.is_dir() and any(
+            (_KEY.fullmatch(child.name) and (child / MANIFEST_NAME).is_file())
+            or (_LOCK.fullmatch(child.name) and child.is_file()) for child in folder.iterdir()
+        )
     except OSError:  # unreadable: not a cache this process can use
         return False
-    return False
 
 
 def unreadable_count(unreadable: list[tuple[Path, str]]) -> str:

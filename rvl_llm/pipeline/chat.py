@@ -1,13 +1,10 @@
 """Chat prompts: the document in a user turn of the tokenizer's chat template, the class name as
 the assistant's reply, cut into the segments every row is built from (``TemplateIds``).
 
-The conversation is rendered once, with sentinel strings in place of the document and of the
-class name, the way transformers renders it (jinja2's sandbox, the same variables). The text is
-split at the sentinels into the prefix (system turn, user turn up to the document), the
-directive (end of the user turn, start of the assistant's) and the end of the assistant's turn
-(up to and including its end-of-turn token); each is tokenised with special tokens recognised.
-Documents are tokenised apart, special-token text as text, exactly as in the plain prompt. So
-masks, truncation and scoring stay those of ``template.py``: nothing searches for tokens.
+The conversation is rendered once, as transformers renders it, with sentinel strings in place
+of the document and of the class name, and split at them; each piece is tokenised with special
+tokens recognised. Documents are tokenised apart, special-token text as text, exactly as in the
+plain prompt. So masks, truncation and scoring stay those of ``template.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,9 +61,11 @@ class ChatPrompt:
     instruction: str  # the user turn before the document: instruction, descriptions, heading
 
 
-def template_from_files(folder: Path) -> ChatTemplate | None:
-    """The chat template transformers would load from ``folder``: chat_template.jinja, else
-    tokenizer_config.json's ``chat_template`` (its "default" when it lists several)."""
+def chat_prompt(folder: Path, *, instruction: str | None, label_descriptions: Path | None,
+                labels: Sequence[str], model: str) -> ChatPrompt:
+    """The chat template transformers would load from the tokenizer ``folder`` (chat_template.jinja,
+    else tokenizer_config.json's ``chat_template``, its "default" when it lists several) and the
+    instruction, with the label descriptions folded in."""
     config = resolved_config(folder)
     text: Any = None
     if (folder / "chat_template.jinja").is_file():
@@ -77,21 +77,16 @@ def template_from_files(folder: Path) -> ChatTemplate | None:
         if isinstance(text, dict):
             text = text.get("default")
     if not isinstance(text, str) or not text:
-        return None
-    tokens = tuple((n, c) for n in TEMPLATE_TOKENS if (c := token_content(config.get(n))))
-    return ChatTemplate(text, tokens)
-
-
-def chat_prompt(template: ChatTemplate | None, *, instruction: str | None,
-                label_descriptions: Path | None, labels: Sequence[str], model: str) -> ChatPrompt:
-    """The chat prompt of ``template`` (None: the tokenizer has none, an error), its instruction
-    with the label descriptions folded in."""
-    if template is None:
         raise RvlError(f"--prompt chat: --model {model}'s tokenizer has no chat template "
                        "(no chat_template.jinja, none in tokenizer_config.json); use --prompt "
                        "plain")
+    tokens = tuple((n, c) for n in TEMPLATE_TOKENS if (c := token_content(config.get(n))))
+    # The user turn before the document: the instruction, a line per described class (in class
+    # order) and the heading the document follows.
     descriptions = load_descriptions(label_descriptions, labels)
-    return ChatPrompt(template, instruction_text(instruction, labels, descriptions))
+    head = (instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(labels)).strip()
+    lines = [head, *(f"- {name}: {descriptions[name]}" for name in labels if name in descriptions)]
+    return ChatPrompt(ChatTemplate(text, tokens), "\n".join(lines) + DOCUMENT_HEADING)
 
 
 def load_descriptions(path: Path | None, labels: Sequence[str]) -> dict[str, str]:
@@ -122,15 +117,6 @@ def load_descriptions(path: Path | None, labels: Sequence[str]) -> dict[str, str
     return found
 
 
-def instruction_text(instruction: str | None, labels: Sequence[str],
-                     descriptions: dict[str, str]) -> str:
-    """The user turn before the document: the instruction, a line per described class (in
-    class order) and the heading the document follows."""
-    head = (instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(labels)).strip()
-    lines = [head, *(f"- {name}: {descriptions[name]}" for name in labels if name in descriptions)]
-    return "\n".join(lines) + DOCUMENT_HEADING
-
-
 def render(template: ChatTemplate, messages: list[dict[str, str]], *,
            add_generation_prompt: bool = False) -> str:
     """The conversation as transformers' ``apply_chat_template(..., tokenize=False)`` renders it."""
@@ -153,35 +139,22 @@ def render(template: ChatTemplate, messages: list[dict[str, str]], *,
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
 
-    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-               sort_keys: bool = False) -> str:
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
-
-    def strftime_now(fmt: str) -> str:
-        return datetime.now().strftime(fmt)
-
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=[Generation, loopcontrols])
-    env.filters["tojson"] = tojson
+    env.filters["tojson"] = partial(json.dumps, ensure_ascii=False)
     env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = strftime_now
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env.from_string(template.text).render(
         messages=messages, tools=None, documents=None,
         add_generation_prompt=add_generation_prompt, **dict(template.tokens),
     )
 
 
-@dataclass(frozen=True)
-class Segments:
-    """The rendered conversation, cut at the document and at the class name."""
-
-    prefix: str  # everything before the document
-    directive: str  # from after the document to the class name
-    end_of_turn: str  # after the class name, up to and including the end-of-turn token
-
-
-def segments(prompt: ChatPrompt, special_tokens: Sequence[str], model: str) -> Segments:
+def segments(prompt: ChatPrompt, special_tokens: Sequence[str],
+             model: str) -> tuple[str, str, str]:
+    """The rendered conversation cut at the document and at the class name: everything before
+    the document, from after it to the class name, and the end of the assistant's turn (up to
+    and including its end-of-turn token)."""
     messages = [{"role": "user", "content": prompt.instruction + _DOCUMENT},
                 {"role": "assistant", "content": _ANSWER}]
     try:
@@ -190,9 +163,8 @@ def segments(prompt: ChatPrompt, special_tokens: Sequence[str], model: str) -> S
         raise RvlError(f"--prompt chat: --model {model}'s chat template fails "
                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
                        ) from err
-    if text.count(_DOCUMENT) != 1 or text.count(_ANSWER) != 1 or (
-        text.index(_DOCUMENT) > text.index(_ANSWER)
-    ):
+    if (text.count(_DOCUMENT) != 1 or text.count(_ANSWER) != 1
+            or text.index(_DOCUMENT) > text.index(_ANSWER)):
         raise RvlError(f"--prompt chat: --model {model}'s chat template does not show the user's "
                        "message and then the assistant's once each; use --prompt plain")
     prefix, rest = text.split(_DOCUMENT)
@@ -202,7 +174,7 @@ def segments(prompt: ChatPrompt, special_tokens: Sequence[str], model: str) -> S
         raise RvlError(f"--prompt chat: --model {model}'s chat template ends the assistant's "
                        "turn with no special token; use --prompt plain")
     start, token = min(ends, key=lambda found: (found[0], -len(found[1])))
-    return Segments(prefix, directive, after[: start + len(token)])
+    return prefix, directive, after[: start + len(token)]
 
 
 def chat_template_ids(backend: Tokenizer, prompt: ChatPrompt, *, labels: Sequence[str],
@@ -213,14 +185,14 @@ def chat_template_ids(backend: Tokenizer, prompt: ChatPrompt, *, labels: Sequenc
     template_backend = Tokenizer.from_str(backend.to_str())  # a copy: documents keep theirs
     template_backend.encode_special_tokens = False  # the template's special tokens are tokens
     specials = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
-    parts = segments(prompt, specials, model)
+    before, after, end_of_turn = segments(prompt, specials, model)
     encode = batch_encoder(template_backend)
-    prefix = encode([parts.prefix])[0]
-    directive = encode_segment(encode, parts.directive)
+    prefix = encode([before])[0]
+    directive = encode_segment(encode, after)
     completions = []
     for name in labels:
-        named = encode_after(encode, parts.directive, name)
-        end = encode_after(encode, parts.directive + name, parts.end_of_turn)
+        named = encode_after(encode, after, name)
+        end = encode_after(encode, after + name, end_of_turn)
         if named is None or end is None:
             raise RvlError(f"--prompt chat: class {name!r} merges with --model {model}'s chat "
                            "template into one token; use --prompt plain")

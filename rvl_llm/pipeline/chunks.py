@@ -1,10 +1,8 @@
 """The per-chunk work of prepare: tokenise the documents a source reads, build rows.
 
-Both cores work: the Rust tokenizer encodes a whole chunk on every core (its batch call releases
-the GIL), while a reader thread reads the next chunk from the source (JSON files, record
-batches). Measured on both sample tokenizers, the batch call on 2 cores ran 1.8-2.5x faster than
-a loop of single encodes, and without the start-up, tokenizer copies and pickling that worker
-processes cost.
+The Rust tokenizer encodes a whole chunk on every core (its batch call releases the GIL) while a
+reader thread reads the next chunk: 1.8-2.5x faster than single encodes on 2 cores, without the
+start-up, tokenizer copies and pickling that worker processes cost.
 """
 
 from __future__ import annotations
@@ -39,18 +37,11 @@ class Chunk:
 _END = object()
 
 
-def build_chunks(
-    doc_chunks: Iterator[DocChunk],
-    encode: EncodeBatch,
-    template: TemplateIds,
-    truncation: Truncation = HEAD,
-    *,
-    train: bool = False,
-) -> Iterator[Chunk]:
+def build_chunks(doc_chunks: Iterator[DocChunk], encode: EncodeBatch, template: TemplateIds,
+                 truncation: Truncation = HEAD, *, train: bool = False) -> Iterator[Chunk]:
     """Rows for the source's chunks in order; one chunk is read ahead in a thread, no more, so
-    memory stays flat in corpus size. A document gives one row, or one per window
-    (``--truncation chunks``; ``train``: the train split, where ``--train-chunks`` applies),
-    each with the document's meta (its ``doc_id`` ties them together)."""
+    memory stays flat in corpus size. Each row of a document (one per window with ``--truncation
+    chunks``; ``train``: where ``--train-chunks`` applies) carries the document's meta."""
     with ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(next, doc_chunks, _END)
         while True:

@@ -34,9 +34,7 @@ def prepare_command(**flags: object) -> None:
         click.echo(f"  {note}")
     if len(skips) > SHOWN_SKIPS:
         click.echo(f"  ... and {len(skips) - SHOWN_SKIPS} more skipped (listed in the manifest)")
-    for line in result.summary_lines():
-        click.echo(line)
-    click.echo(str(result.root))
+    click.echo("\n".join([*result.summary_lines(), str(result.root)]))
 
 
 @click.group("cache")

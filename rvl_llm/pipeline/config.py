@@ -1,11 +1,8 @@
 """PrepareConfig: every setting of the prepare stage, once, checked on construction.
 
-It is made of two parts, each the one place its kind of setting is added: ``SourceSettings``
-(where documents come from: the source, its columns, the split rules and the subset) and
-``PromptSettings`` (``rvl_llm.pipeline.prompt``: how a document becomes a row), plus how the
-build runs (model, splits, cache folder). Each field's ``cli`` metadata makes the option of
-`prepare` and `train` (``rvl_llm.options``); a field of either part reaches the cache key, the
-recipe and eval with no other edit (lists of names are derived from ``fields()``).
+Two parts, each the one place its kind of setting is added: ``SourceSettings`` (where documents
+come from) and ``PromptSettings`` (how a document becomes a row), plus how the build runs. Each
+field's ``cli`` metadata makes the option of `prepare` and `train` (``rvl_llm.options``).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from rvl_llm.options import (
     skip_bad_field,
     trust_remote_code_field,
 )
-from rvl_llm.pipeline.listing import resolved_data, resolved_split_file
+from rvl_llm.pipeline.corpus import resolved_data, resolved_split_file
 from rvl_llm.pipeline.manifest import SPLITS
 from rvl_llm.pipeline.prompt import PromptSettings
 
@@ -79,11 +76,8 @@ class SourceSettings:
                 raise RvlError(f"{option} {value}: must be a positive whole number")
         if self.train_size is not None and self.train_per_class is not None:
             raise RvlError("--train-size and --train-per-class: choose one way to sample")
-        self._check_prefixes()
-
-    def _check_prefixes(self) -> None:
-        """Every file must belong to one split at most: an empty prefix, or one that starts
-        another, would put the same documents (test ones, say) into two splits."""
+        # Every file must belong to one split at most: an empty prefix, or one that starts
+        # another, would put the same documents (test ones, say) into two splits.
         for split in SPLITS:
             if not self.prefix(split):
                 raise RvlError(f"--prefix-{split} '': must not be empty (it would match every "
@@ -96,16 +90,10 @@ class SourceSettings:
                                "one another")
 
     def label_names(self) -> tuple[str, ...]:
-        if self.labels is not None:
-            return tuple(self.labels)
-        return load_labels(self.labels_file)
+        return tuple(self.labels) if self.labels is not None else load_labels(self.labels_file)
 
     def prefix(self, split: str) -> str:
-        return {
-            "train": self.prefix_train,
-            "validation": self.prefix_validation,
-            "test": self.prefix_test,
-        }[split]
+        return str(getattr(self, f"prefix_{split}"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,12 +110,10 @@ class PrepareConfig(PromptSettings, SourceSettings):
     tokenize_batch: int = 512  # documents per tokenizer batch and per record batch
     progress: bool | None = progress_field()
 
-
     def __post_init__(self) -> None:
         SourceSettings.__post_init__(self)
         PromptSettings.__post_init__(self)
-        unknown = [s for s in self.splits if s not in SPLITS]
-        if unknown or not self.splits:
+        if not self.splits or not set(self.splits) <= set(SPLITS):
             raise RvlError(f"--splits {','.join(self.splits)}: choose from {', '.join(SPLITS)}")
         if self.tokenize_batch < 1:
             raise RvlError(f"tokenize_batch {self.tokenize_batch}: must be positive")
@@ -140,11 +126,8 @@ class PrepareConfig(PromptSettings, SourceSettings):
     def resolved(self) -> PrepareConfig:
         """The settings with every path made absolute (a dataset name ``hf:NAME`` stays as it
         is): what a recipe records, so a checkpoint is evaluated the same from any folder."""
-        return replace(
-            self,
-            data_dir=resolved_data(self.data_dir),
-            cache_dir=self.cache_dir.resolve(),
-            split_file=tuple(resolved_split_file(spec) for spec in self.split_file),
-            label_descriptions=(self.label_descriptions.resolve() if self.label_descriptions
-                                else None),
-        )
+        descriptions = self.label_descriptions
+        return replace(self, data_dir=resolved_data(self.data_dir),
+                       cache_dir=self.cache_dir.resolve(),
+                       split_file=tuple(resolved_split_file(spec) for spec in self.split_file),
+                       label_descriptions=descriptions.resolve() if descriptions else None)

@@ -1,17 +1,14 @@
-"""Finding and reading the OCR JSON files of a corpus folder, and the rules every reader of a
-document shares (prepare's sources, predict's inputs): one text-field rule, one id rule, one set
-of messages.
+"""Finding and reading the OCR JSON files of a corpus folder, and what every reader of documents
+shares (prepare's sources, predict's inputs, the OCR stage): the listing types, split names, the
+names of inputs (``hf:NAME``, table suffixes), one text-field rule, one id rule, one set of
+messages. A leaf module: it imports none of the package's stages, so no cycle runs through it.
 
-Names are ``{prefix}{anything}_{label}{suffix}.json``; the label is the last ``_``-separated number
-before the suffix. Files are listed in sorted order so shards and row order are reproducible.
-
-The text of a JSON document (a file, a JSON line, a table row) is its first field of
-``TEXT_FIELDS`` (or the one ``--text-field``/``--text-column`` names). Its id is its ``"id"``
-(via ``ids.id_text``; a table's id column), else, for a file, its ``"path"``, else where it was
-read from: a file's name in the folder given (a file given alone: the path as given), a table
-row's number from 0 in its file.
+Names are ``{prefix}{anything}_{label}{suffix}.json``, listed sorted so shards are reproducible.
+A JSON document's text is its first field of ``TEXT_FIELDS`` (or the one named). Its id is its
+``"id"`` (a table's id column), else, for a file, its ``"path"``, else where it was read from: a
+file's name in the folder given (a file given alone: the path as given), a table row's number
+from 0 in its file.
 """
-
 from __future__ import annotations
 
 import codecs
@@ -19,12 +16,11 @@ import json
 import os
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from rvl_llm.errors import RvlError
-from rvl_llm.pipeline.ids import id_text
 
 TEXT_FIELDS = ("ocr", "text")  # tried in this order when no text field or column is named
 ID_FIELDS = ("id", "path")  # a document's id: the first of these it holds (not null)
@@ -33,6 +29,13 @@ _JSON_TYPES: dict[type, str] = {
     dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
     bool: "a boolean", type(None): "null",
 }
+HUB_PREFIX = "hf:"
+TABLE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                  ".parquet": "parquet"}
+# Split names of other datasets -> ours.
+SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation",
+               "valid": "validation", "dev": "validation", "test": "test"}
+SPLIT_CHOICES = "train; validation, val, dev; test"  # in messages
 
 
 class SourceFile(NamedTuple):
@@ -41,8 +44,6 @@ class SourceFile(NamedTuple):
 
     path: str
     label: int
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,28 @@ class Document:
     replaced_utf8: bool  # the bytes were not valid UTF-8 and were decoded with replacement
 
 
-class BadRecord(Exception):
-    """A JSON value that is not a document; ``reason`` is one line, the caller adds where."""
+Bad = tuple[str, str]  # where (a path, or "path:ROW"), why it cannot be used
+DocChunk = tuple[list[Document], list[Bad]]
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+
+class Entry(NamedTuple):
+    """One listed document: what selection sees (key, label) and the source's handle to it.
+    A NamedTuple: a cache hit of a 400k-file folder builds one per file, at half a dataclass's
+    cost."""
+
+    key: str  # a folder's file name; a table's id value or row number
+    label: int
+    ref: Any  # a SourceFile, or (part index, row)
+
+
+@dataclass
+class Listing:
+    entries: list[Entry] = field(default_factory=list)
+    bad: list[Bad] = field(default_factory=list)
+
+
+class BadRecord(Exception):
+    """A JSON value that is not a document; its message is one line, the caller adds where."""
 
 
 class BadFile(RvlError):
@@ -70,15 +87,41 @@ class BadFile(RvlError):
         super().__init__(f"{path}: {reason}")
 
 
+def is_hub(data: Path | str) -> bool:
+    return str(data).startswith(HUB_PREFIX)
+
+
+def resolved_data(data: Path) -> Path:
+    """``data`` made absolute, except ``hf:NAME`` (a dataset name, not a path)."""
+    return data if is_hub(data) else data.resolve()
+
+
+def our_split(name: str) -> str | None:
+    return SPLIT_NAMES.get(name.strip().lower())
+
+
+def split_file_spec(spec: str) -> tuple[str | None, Path]:
+    """A ``--split-file`` value: ``FILE`` (its lines or keys say the splits), or ``SPLIT=FILE``
+    (every id it lists is of SPLIT). A name before ``=`` that is no split is part of the path."""
+    name, eq, rest = spec.partition("=")
+    split = our_split(name) if eq and rest else None
+    return (split, Path(rest)) if split is not None else (None, Path(spec))
+
+
+def resolved_split_file(spec: str) -> str:
+    """A ``--split-file`` value with its path made absolute (what a recipe records)."""
+    split, path = split_file_spec(spec)
+    return f"{split}={path.resolve()}" if split else str(path.resolve())
+
+
 def scan_folder(data_dir: Path, names: list[str] | None = None) -> tuple[str, list[str]]:
     """The data folder, resolved, and the names of its ``*.json`` entries, sorted. ``names``:
     the folder's entries when the caller has listed it already (guessing its format), so a
     400k-file folder is listed once."""
     if not data_dir.is_dir():
         raise RvlError(f"--data {data_dir}: no such folder")
-    # Entry paths are as relative as the folder given; they key the cache, so `-d data` and
-    # `-d /abs/data` must list the same paths. Names alone, not scandir's entry objects: a
-    # cache hit of RVL-CDIP lists 400k.
+    # Resolved: paths key the cache, so `-d data` and `-d /abs/data` list the same. Names
+    # alone, not scandir's entry objects: a cache hit of RVL-CDIP lists 400k.
     folder = str(data_dir.resolve())
     listed = os.listdir(folder) if names is None else names
     names = sorted([name for name in listed if name.endswith(".json")])
@@ -89,7 +132,7 @@ def scan_folder(data_dir: Path, names: list[str] | None = None) -> tuple[str, li
 
 def parse_label(name: str, prefix: str, suffix: str) -> int | None:
     """The label of a file name of this split, or None when the name has no label number."""
-    stem = name[len(prefix) : -len(suffix + ".json")] if suffix else name[len(prefix) : -5]
+    stem = name[len(prefix) : -len(suffix + ".json")]
     # The last "_"-separated part, all decimal digits (what a regex would find, at a third of
     # the cost: a cache hit parses 400k names).
     number = stem.rpartition("_")[2]
@@ -109,9 +152,8 @@ class SplitFiles(NamedTuple):
     bad: list[tuple[Path, str]]
 
     def files(self) -> list[SourceFile]:
-        base = self.base
-        return [SourceFile(base + name, label, stat.st_size, stat.st_mtime_ns)
-                for name, label, stat in zip(self.names, self.labels, self.stats, strict=True)]
+        return [SourceFile(self.base + name, label)
+                for name, label in zip(self.names, self.labels, strict=True)]
 
     def key_lines(self, split: str) -> str:
         """What the cache key hashes of this split: each file's path, size and mtime, and each
@@ -143,23 +185,17 @@ def split_files(folder: str, names: list[str], prefix: str, suffix: str) -> Spli
     if all(map(str.isdecimal, numbers)):
         good, labels = run, list(map(int, numbers))
     else:
-        good, labels = [], []
-        for name, number in zip(run, numbers, strict=True):
-            if number.isdecimal():
-                good.append(name)
-                labels.append(int(number))
-            else:
-                bad.append((Path(base + name), f"no label number before '{ending}' in the file "
-                                               "name"))
+        good = [name for name, number in zip(run, numbers, strict=True) if number.isdecimal()]
+        labels = [int(number) for number in numbers if number.isdecimal()]
+        bad = [(Path(base + name), f"no label number before '{ending}' in the file name")
+               for name, number in zip(run, numbers, strict=True) if not number.isdecimal()]
     fd = os.open(folder, os.O_RDONLY) if os.stat in os.supports_dir_fd else None
+    at = "" if fd is not None else base  # a name is relative to ``fd``, else to the folder
     try:
         try:  # follows symbolic links
-            if fd is not None:
-                stats = [os.stat(name, dir_fd=fd) for name in good]
-            else:
-                stats = [os.stat(base + name) for name in good]
+            stats = [os.stat(at + name, dir_fd=fd) for name in good]
         except OSError:  # a broken link or a file removed meanwhile: find which, one by one
-            good, labels, stats, missing = _stat_each(base, fd, good, labels)
+            good, labels, stats, missing = _stat_each(base, at, fd, good, labels)
             bad = sorted([*bad, *missing], key=lambda item: item[0].name)
     finally:
         if fd is not None:
@@ -168,12 +204,12 @@ def split_files(folder: str, names: list[str], prefix: str, suffix: str) -> Spli
 
 
 def _stat_each(
-    base: str, fd: int | None, names: list[str], labels: list[int]
+    base: str, at: str, fd: int | None, names: list[str], labels: list[int]
 ) -> tuple[list[str], list[int], list[os.stat_result], list[tuple[Path, str]]]:
     kept, kept_labels, stats, bad = [], [], [], []
     for name, label in zip(names, labels, strict=True):
         try:
-            stat = os.stat(name, dir_fd=fd) if fd is not None else os.stat(base + name)
+            stat = os.stat(at + name, dir_fd=fd)
         except OSError as err:
             bad.append((Path(base + name), read_problem(base + name, err)))
             continue
@@ -196,23 +232,23 @@ def json_type(value: object) -> str:
 
 def fields_phrase(fields: Sequence[str]) -> str:
     """``"ocr" or "text"``: the fields tried, as a message names them."""
-    quoted = [f'"{field}"' for field in fields]
-    return " or ".join(quoted) if len(quoted) <= 2 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return " or ".join(f'"{field}"' for field in fields)
 
 
-def record_document(data: Any, fields: Sequence[str], default_id: str,
-                    id_fields: Sequence[str] = ID_FIELDS) -> tuple[str, str]:
-    """(id, text) of one parsed JSON document by the module's rules, or BadRecord. A table row
-    (a JSON line) takes its id from "id" alone, as a table's id column: ``id_fields``."""
-    if not isinstance(data, dict):
-        raise BadRecord(f"{json_type(data)}, not a JSON object")
-    for name in fields:
-        if name in data:
-            text = data[name]
-            if not isinstance(text, str):
-                raise BadRecord(f'the "{name}" field is {json_type(text)}, not a string')
-            return record_id(data, default_id, id_fields), text
-    raise BadRecord(f"no {fields_phrase(fields)} field")
+def id_text(value: Any) -> str:
+    """The id text of a JSON (or table cell) value: strings as they are, bytes decoded as files
+    are, anything else as its JSON text, so ``true`` stays ``true`` and the id reads back as the
+    value the file holds (a number ``1`` and a string ``"1"`` both give ``1``: predict counts
+    such repeats as duplicate ids); a value JSON cannot write (a date in a Parquet column) as
+    Python writes it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def record_id(data: dict[str, Any], default_id: str,
@@ -234,7 +270,7 @@ def read_document(source: SourceFile) -> Document:
     try:
         doc_id, ocr = parse_document(text, TEXT_FIELDS, path.name)
     except BadRecord as err:
-        raise BadFile(path, err.reason) from err
+        raise BadFile(path, str(err)) from err
     return Document(doc_id, ocr, source.label, replaced)
 
 
@@ -257,7 +293,14 @@ def parse_document(text: str, fields: Sequence[str], default_id: str, *,
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise BadRecord(f"malformed JSON ({json_problem(err, line=line)})") from err
-    return record_document(data, fields, default_id, ID_FIELDS if line else ID_FIELDS[:1])
+    if not isinstance(data, dict):
+        raise BadRecord(f"{json_type(data)}, not a JSON object")
+    name = next((name for name in fields if name in data), None)
+    if name is None:
+        raise BadRecord(f"no {fields_phrase(fields)} field")
+    if not isinstance(data[name], str):
+        raise BadRecord(f'the "{name}" field is {json_type(data[name])}, not a string')
+    return record_id(data, default_id, ID_FIELDS if line else ID_FIELDS[:1]), data[name]
 
 
 def decode_text(raw: bytes) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.listing import HUB_PREFIX, is_hub, our_split, resolved_data
+from rvl_llm.pipeline.corpus import HUB_PREFIX, is_hub, our_split, resolved_data
 from rvl_llm.pipeline.tables import Block, TableSource
 
 
@@ -72,8 +72,7 @@ def _load(cfg: PrepareConfig) -> tuple[Any, str]:
     import datasets
 
     if is_hub(cfg.data_dir):
-        spec = str(cfg.data_dir)[len(HUB_PREFIX):]
-        name, _, config = spec.partition(":")
+        name, _, config = str(cfg.data_dir).removeprefix(HUB_PREFIX).partition(":")
         try:
             return datasets.load_dataset(name, config or None), str(cfg.data_dir)
         except Exception as err:  # offline, unknown name, gated: all one line
@@ -94,18 +93,14 @@ def _load(cfg: PrepareConfig) -> tuple[Any, str]:
 def _class_names(parts: Sequence[DatasetSplit], column: str) -> tuple[str, ...] | None:
     import datasets
 
-    for part in parts:
-        feature = part.dataset.features.get(column)
-        if isinstance(feature, datasets.ClassLabel):
-            return tuple(feature.names)
-    return None
+    features = [part.dataset.features.get(column) for part in parts]
+    return next((tuple(f.names) for f in features if isinstance(f, datasets.ClassLabel)), None)
 
 
 def _labels(cfg: PrepareConfig, class_names: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
-    given = cfg.labels is not None or cfg.labels_file is not None
     if class_names is None:
         return cfg.label_names()
-    if not given:
+    if cfg.labels is None and cfg.labels_file is None:
         return class_names
     labels = cfg.label_names()
     unknown = [n for n in class_names if n not in labels]

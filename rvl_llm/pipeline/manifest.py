@@ -3,9 +3,6 @@
 A cache entry is a folder ``<cache-dir>/<key>/`` holding ``manifest.json`` and one folder per split
 with uncompressed Arrow IPC stream shards. A split exists only once the manifest lists it; the
 manifest is replaced atomically after the split's folder is in place, so a reader never sees half.
-train and evaluate read shards only through :class:`Manifest`; they never tokenise documents.
-Predict's unlabelled documents are cut and tokenised by the same pipeline code
-(:mod:`rvl_llm.pipeline.rows`), on the fly, from the checkpoint's own tokenizer.
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # Bump when the shard layout or the meaning of a column changes: it is part of every cache key.
-# 2: skipped files are {"name", "reason"} records, not "name: reason" strings.
-# 3: each shard records its mtime when its checksum was computed (``ShardInfo.mtime_ns``).
 FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation", "test")
@@ -69,15 +64,8 @@ class TemplateIds:
 
     def prompt(self, document: list[int] | tuple[int, ...]) -> list[int]:
         """The ids a model sees before the completion (generative) or in total (classifier)."""
-        doc = list(document[: self.document_budget])
-        if self.mode == "generative":
-            return [*self.prefix, *doc, *self.directive]
-        return [*self.prefix, *doc, *self.suffix]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], where: str = "template") -> TemplateIds:
-        """Every field checked against its type (SchemaError names the field)."""
-        return from_json(cls, data, where)
+        after = self.directive if self.mode == "generative" else self.suffix
+        return [*self.prefix, *document[: self.document_budget], *after]
 
 
 @dataclass(frozen=True)
@@ -87,8 +75,7 @@ class ShardInfo:
     bytes: int
     sha256: str
     # The file's st_mtime_ns when sha256 was computed from it: a hit trusts a shard of this size
-    # and mtime without reading it (see cache.split_problem). Not part of a shard's identity: a
-    # byte-identical rebuild compares equal.
+    # and mtime without reading it. Not part of its identity: a byte-identical rebuild is equal.
     mtime_ns: int = field(compare=False)
 
 
@@ -112,14 +99,6 @@ class SplitInfo:
     length: dict[str, float]  # token-length summary: min, mean, median, p90, p99, max
     seconds: float = 0.0
     selection: dict[str, Any] | None = None  # a subset's keys, class counts, notes; None: all
-
-    @classmethod
-    def from_json(cls, data: Any, where: str = "split") -> SplitInfo:
-        """Every field, and every shard's and skipped file's, checked against its type
-        (SchemaError names the field): a manifest edited by hand fails here, not in a reader."""
-        if isinstance(data, dict) and "selection" not in data:  # to_json drops a None
-            data = {**data, "selection": None}
-        return from_json(cls, data, where)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -152,18 +131,13 @@ class Manifest:
     def max_len(self) -> int:
         return int(self.settings["max_len"])
 
-    def split_dir(self, split: str) -> Path:
-        return self.root / split
-
     def shard_paths(self, split: str) -> list[Path]:
-        info = self.split_info(split)
-        return [self.split_dir(split) / s.file for s in info.shards]
+        return [self.root / split / s.file for s in self.split_info(split).shards]
 
     def split_info(self, split: str) -> SplitInfo:
         if split not in self.splits:
-            raise RvlError(
-                f"cache entry {self.root} has no split {split!r} (has: {', '.join(self.splits)})"
-            )
+            raise RvlError(f"cache entry {self.root} has no split {split!r} "
+                           f"(has: {', '.join(self.splits)})")
         return self.splits[split]
 
     def dataset(self, split: str) -> datasets.Dataset:
@@ -178,13 +152,9 @@ class Manifest:
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "key": self.key,
-            "settings": self.settings,
-            "template": asdict(self.template),
-            "splits": {name: info.to_json() for name, info in self.splits.items()},
-        }
+        splits = {name: info.to_json() for name, info in self.splits.items()}
+        return {"format_version": FORMAT_VERSION, "key": self.key, "settings": self.settings,
+                "template": asdict(self.template), "splits": splits}
 
     @classmethod
     def load(cls, root: Path) -> Manifest:
@@ -197,37 +167,25 @@ class Manifest:
             raise RvlError(f"{path}: unreadable manifest ({err})") from err
         if not isinstance(data, dict):
             raise RvlError(f"{path}: unreadable manifest (not a JSON object)")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise RvlError(
-                f"{path}: shard format {data.get('format_version')} is not this version's "
-                f"{FORMAT_VERSION}; run prepare again"
-            )
-        try:
-            splits = data["splits"]
-            if not isinstance(splits, dict):
-                raise SchemaError(f"splits: expected an object, got {type(splits).__name__}")
-            manifest = cls(
-                root=Path(root),
-                key=data["key"],
-                settings=data["settings"],
-                template=TemplateIds.from_json(data["template"]),
-                splits={k: SplitInfo.from_json(v, f"splits.{k}") for k, v in splits.items()},
-            )
-        except SchemaError as err:  # a field of the wrong type: the message names it
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise RvlError(f"{path}: shard format {version} is not this version's "
+                           f"{FORMAT_VERSION}; run prepare again")
+        if isinstance(data.get("splits"), dict):  # to_json drops a None selection
+            data["splits"] = {k: {"selection": None, **v} if isinstance(v, dict) else v
+                              for k, v in data["splits"].items()}
+        try:  # every field checked against its type: a hand edit fails here, not in a reader
+            manifest: Manifest = from_json(cls, {**data, "root": str(root)})
+        except SchemaError as err:  # the message names the field
             raise RvlError(f"{path}: unreadable manifest ({err})") from err
-        except (KeyError, TypeError, ValueError, AttributeError) as err:  # edited, other code
-            raise RvlError(f"{path}: unreadable manifest ({type(err).__name__}: {err})") from err
-        problem = (_key_problem(manifest.key) or _settings_problem(manifest.settings)
-                   or _splits_problem(manifest.splits))
+        problem = _settings_problem(manifest.settings) or _splits_problem(manifest.splits)
         if problem:
             raise RvlError(f"{path}: unreadable manifest ({problem})")
         return manifest
 
 
-def _settings_problem(settings: Any) -> str | None:
+def _settings_problem(settings: dict[str, Any]) -> str | None:
     """What is wrong with the settings fields this module and ``cache ls`` read, or None."""
-    if not isinstance(settings, dict):
-        return "settings is not an object"
     if settings.get("mode") not in ("generative", "classifier"):
         return f"settings.mode {settings.get('mode')!r} is not generative or classifier"
     max_len = settings.get("max_len")
@@ -239,12 +197,6 @@ def _settings_problem(settings: Any) -> str | None:
     source = settings.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("model"), str):
         return "settings.source.model is missing"
-    return None
-
-
-def _key_problem(key: Any) -> str | None:
-    if not isinstance(key, str):
-        return f"key {key!r} is not a string"
     return None
 
 
@@ -260,19 +212,11 @@ def _splits_problem(splits: dict[str, SplitInfo]) -> str | None:
         if negative is not None:
             return f"splits.{name}.{negative} is negative"
         for shard in info.shards:
-            if not _is_plain_file_name(shard.file):
+            # A name with a separator or a dot entry would resolve outside the split's folder.
+            if shard.file in ("", ".", "..") or any(c in shard.file for c in "/\\\0"):
                 return f"shard file {shard.file!r} of split {name} is not a plain file name"
             if shard.rows < 0 or shard.bytes < 0:
                 return f"shard {shard.file} of split {name} has a negative count"
         if info.rows != sum(s.rows for s in info.shards):
             return f"splits.{name}.rows {info.rows} is not the sum of its shards' rows"
     return None
-
-
-def _is_plain_file_name(name: object) -> bool:
-    # A name with a separator or a dot entry would resolve outside the split's folder.
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and not any(c in name for c in "/\\\0")
-    )

@@ -1,11 +1,9 @@
 """The prompt: its settings (the flags), and the resolved prompt every stage renders from.
 
-``PromptSettings`` is where a prompt setting is added: one field, with its ``cli`` metadata
-(the option of `prepare`, `train` and zero-shot `eval`). ``resolve_prompt`` turns the settings,
-the model's preset, its tokenizer and the label set into a ``PromptSpec`` once; the spec nests
-the settings whole, so a new field reaches the cache key (the key hashes the spec), the recipe
-(which stores it) and the code that builds rows (``PromptSpec.template_ids``) with no other edit.
-Train, validation, eval, predict, ``Classifier`` and the export card render from the recipe's spec.
+``PromptSettings`` is where a prompt setting is added: one field, with its ``cli`` metadata.
+``resolve_prompt`` turns it, the model's preset, its tokenizer and the label set into a
+``PromptSpec`` once; the spec nests the settings whole, so a new field reaches the cache key, the
+recipe and the code that builds rows (``PromptSpec.template_ids``) with no other edit.
 """
 
 from __future__ import annotations
@@ -13,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import click
 
 from rvl_llm.errors import RvlError
 from rvl_llm.options import DEFAULT_MAX_LEN, cli, max_len_field
 from rvl_llm.pipeline.cache import tokenizer_fingerprint
-from rvl_llm.pipeline.chat import ChatPrompt, chat_prompt, chat_template_ids, template_from_files
+from rvl_llm.pipeline.chat import ChatPrompt, chat_prompt, chat_template_ids
 from rvl_llm.pipeline.manifest import TemplateIds
 from rvl_llm.pipeline.tokenize import TokenizerFiles, batch_encoder, build_template
 from rvl_llm.pipeline.truncation import CHUNK_BY, STRATEGIES, TRAIN_CHUNKS, Truncation
@@ -87,12 +84,9 @@ class PromptSettings:
         if self.instruction is not None and self.instruction_file is not None:
             raise RvlError(f"--instruction-file {self.instruction_file}: not with --instruction "
                            "(both give the instruction); drop one")
-        for option, value in (("--instruction", self.instruction),
-                              ("--instruction-file", self.instruction_file),
-                              ("--label-descriptions", self.label_descriptions)):
-            if value is not None and (not self.generative or self.prompt == "plain"):
-                raise RvlError(f"{option}: only a chat prompt has an instruction; pass -g "
-                               "--prompt chat (or a preset whose prompt is chat)")
+        if self.chat_options() and (not self.generative or self.prompt == "plain"):
+            raise RvlError(f"{self.chat_options()[0]}: only a chat prompt has an instruction; "
+                           "pass -g --prompt chat (or a preset whose prompt is chat)")
         if self.instruction_file is not None:
             # Read here too, so a bad file stops a command before any write (train's run lock);
             # ``resolve_prompt`` reads it again into the resolved instruction.
@@ -110,6 +104,13 @@ class PromptSettings:
     @property
     def mode(self) -> str:
         return "generative" if self.generative else "classifier"
+
+    def chat_options(self) -> list[str]:
+        """The chat prompt's options given (none of them is a plain prompt's)."""
+        return [option for option, value in (("--instruction", self.instruction),
+                                             ("--instruction-file", self.instruction_file),
+                                             ("--label-descriptions", self.label_descriptions))
+                if value is not None]
 
 
 @dataclass(frozen=True)
@@ -140,15 +141,12 @@ class PromptSpec:
 
     def with_max_len(self, max_len: int | None) -> PromptSpec:
         """The same prompt cut to another max-len (eval's and predict's --max-len)."""
-        if max_len is None or max_len == self.max_len:
+        if max_len in (None, self.max_len):
             return self
         return replace(self, settings=replace(self.settings, max_len=max_len))
 
-    def template_ids(self, tokenizer: TokenizerFiles | Any) -> TemplateIds:
-        """The token segments of this prompt with ``tokenizer``: a ``TokenizerFiles`` (prepare)
-        or a loaded transformers tokenizer (a checkpoint's: predict)."""
-        files = (tokenizer if isinstance(tokenizer, TokenizerFiles)
-                 else TokenizerFiles.from_transformers(tokenizer))
+    def template_ids(self, files: TokenizerFiles) -> TemplateIds:
+        """The token segments of this prompt with the tokenizer ``files``."""
         if self.chat is not None:
             return chat_template_ids(files.backend, self.chat, labels=self.labels,
                                      max_len=self.max_len, model=files.name)
@@ -165,33 +163,24 @@ def resolve_prompt(settings: PromptSettings, *, model: str, preset: Preset | Non
     style = "plain"
     if settings.generative:
         style = settings.prompt or (preset.prompt if preset is not None else "plain")
-    given = [option for option, value in (("--instruction", settings.instruction),
-                                          ("--instruction-file", settings.instruction_file),
-                                          ("--label-descriptions", settings.label_descriptions))
-             if value is not None]
+    given = settings.chat_options()
     if style != "chat" and settings.generative and given:
         raise RvlError(f"{given[0]}: only a chat prompt has an instruction, and --model "
                        f"{model}'s prompt is {style}; add --prompt chat")
     instruction = settings.instruction
     if settings.instruction_file is not None:
         instruction = read_instruction(settings.instruction_file)
-    chat = None
-    if style == "chat":
-        chat = chat_prompt(template_from_files(tokenizer_dir), instruction=instruction,
-                           label_descriptions=settings.label_descriptions, labels=labels,
-                           model=model)
     descriptions = settings.label_descriptions
+    chat = (chat_prompt(tokenizer_dir, instruction=instruction, label_descriptions=descriptions,
+                        labels=labels, model=model)
+            if style == "chat" else None)
     # Only a plain generative prompt reads the response template: elsewhere it is the default,
     # so that it cannot split cache entries.
     template = settings.response_template if style == "plain" and settings.generative else None
-    return PromptSpec(
-        settings=replace(settings, prompt=style, instruction=instruction, instruction_file=None,
-                         response_template=template or DEFAULT_RESPONSE_TEMPLATE,
-                         label_descriptions=descriptions.resolve() if descriptions else None),
-        tokenizer=tokenizer_fingerprint(tokenizer_dir),
-        labels=tuple(labels),
-        chat=chat,
-    )
+    resolved = replace(settings, prompt=style, instruction=instruction, instruction_file=None,
+                       response_template=template or DEFAULT_RESPONSE_TEMPLATE,
+                       label_descriptions=descriptions.resolve() if descriptions else None)
+    return PromptSpec(resolved, tokenizer_fingerprint(tokenizer_dir), tuple(labels), chat)
 
 
 def read_instruction(path: Path) -> str:

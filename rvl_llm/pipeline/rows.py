@@ -1,8 +1,6 @@
-"""Rows for documents that arrive as text: the prompt a checkpoint's model sees for each one.
-
-Prepare builds labelled rows into shards; predict builds unlabelled rows on the fly. Both go
-through here (the template of a ``PromptSpec``, documents cut to the budget, rows from segments),
-so a document gets the same prompt and truncation from either, at the same max-len.
+"""Rows for documents that arrive as text. Prepare (labelled rows into shards) and predict
+(unlabelled rows on the fly) both build from here, so a document gets the same prompt and
+truncation from either, at the same max-len.
 """
 
 from __future__ import annotations
@@ -44,27 +42,20 @@ class RowBuilder:
     def prompt_rows(self, texts: Sequence[str]) -> PromptRows:
         """Each text's prompt rows (no completion, no label), in order."""
         pieces = encode_for(self.truncation, self.encode, texts, self.template.document_budget)
-        rows: list[Row] = []
-        owner: list[int] = []
-        for i, doc in enumerate(pieces):
-            got = document_rows(doc, None, self.template, self.truncation)
-            rows += got
-            owner += [i] * len(got)
-        return PromptRows(rows, owner, len(texts))
+        per_text = [document_rows(doc, None, self.template, self.truncation) for doc in pieces]
+        return PromptRows([row for rows in per_text for row in rows],
+                          [i for i, rows in enumerate(per_text) for _ in rows], len(texts))
 
 
 def load_row_builder(prompt: PromptSpec, tokenizer_dir: Path, *, trust_remote_code: bool = False,
                      log: Log | None = None) -> RowBuilder:
-    """The template and encoder of ``prompt`` with the tokenizer in ``tokenizer_dir``: what
-    prepare builds its shards with. The tokenizer is read from its files without transformers or
-    torch where they allow (``log`` says if not)."""
+    """The template and encoder of ``prompt`` with the tokenizer in ``tokenizer_dir``."""
     files = load_tokenizer_files(tokenizer_dir, trust_remote_code=trust_remote_code, log=log)
     return row_builder(prompt, files)
 
 
 def row_builder(prompt: PromptSpec, tokenizer: TokenizerFiles | Any) -> RowBuilder:
-    """``load_row_builder`` for a tokenizer already loaded: ``TokenizerFiles``, or a
-    transformers tokenizer (a checkpoint's)."""
+    """``load_row_builder`` for a tokenizer already loaded (a transformers one: a checkpoint's)."""
     if not isinstance(tokenizer, TokenizerFiles):
         tokenizer = TokenizerFiles.from_transformers(tokenizer)
     template = prompt.template_ids(tokenizer)

@@ -1,28 +1,14 @@
-"""Which documents of a split a study uses: a seeded sample of train, or a published split file.
+"""Which documents of a split a study uses: a seeded sample of train (``--train-size``,
+``--train-per-class``), or the ids of published split files (``--split-file``; the flags and the
+file forms are described in the README).
 
 Pure: no tokenizer, and no file is read but the split file. ``select_split`` gets a split's
 documents as selection keys in listing order (a folder's file names, a table's id column or row
-number) with their class indexes, and returns the listing positions to keep.
-
-- ``--train-size N``: a stratified sample of train. N is shared over the classes present by
-  their share (largest remainder), at least one each.
-- ``--train-per-class N``: N per class, all of a class that has fewer (noted in the manifest).
-- ``--subset-seed S``: keys are sorted before sampling, and each class is shuffled by its own
-  ``random.Random`` seeded with a string, so the same settings give the same documents on every
-  machine and Python version, whatever order the files were listed in. A class's documents are
-  taken from the front of its shuffled order, so with one seed smaller subsets are contained in
-  larger ones (160 in 800 in 1,600).
-- ``--split-file FILE`` (repeatable; ``SPLIT=FILE`` for a file of one split's ids): the documents
-  of each split listed; a split no file lists is taken whole. The sampling flags then sample
-  from the train documents listed.
-
-Split file forms. JSON: ``{"train": ["id", ...], "validation": [...], "test": [...]}``, or a list
-of ids. Text: one ``split id`` line per document (tab or spaces between), or one id alone a line
-(the published LLM-CDIP form, ``train_0000_13``), ``#`` comments and blank lines skipped; or a
-tab-separated table with a ``doc_id`` or ``id`` column (eval's ``predictions.tsv``). An id
-without a split takes the split of ``SPLIT=FILE``, else of its prefix (``--prefix-*``, or
-``train``, ``val``, ``validation``, ``dev``, ``test`` before ``_``). How an id is matched: see
-``_match_listed``.
+number) with their class indexes, and returns the listing positions to keep. Keys are sorted
+before sampling, and each class is shuffled by its own ``random.Random`` seeded with a string, so
+the same settings give the same documents on every machine and Python version, whatever order
+the files were listed in; a class's documents are taken from the front of its shuffled order, so
+with one seed smaller subsets are contained in larger ones (160 in 800 in 1,600).
 """
 
 from __future__ import annotations
@@ -32,6 +18,7 @@ import hashlib
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +26,7 @@ from typing import Any
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.listing import our_split, split_file_spec
+from rvl_llm.pipeline.corpus import our_split, split_file_spec
 from rvl_llm.pipeline.manifest import SPLITS
 
 # Above this many selected documents the manifest keeps the keys' sha256 only: a split file that
@@ -60,11 +47,8 @@ def selection_settings(cfg: PrepareConfig) -> dict[str, Any] | None:
     """The part of the cache key that selection adds: the flags that apply and the split files'
     sha256 (their content, not their paths: a copy elsewhere is the same subset). None without
     flags."""
-    settings: dict[str, Any] = {}
-    if cfg.train_size is not None:
-        settings["train_size"] = cfg.train_size
-    if cfg.train_per_class is not None:
-        settings["train_per_class"] = cfg.train_per_class
+    flags = {"train_size": cfg.train_size, "train_per_class": cfg.train_per_class}
+    settings: dict[str, Any] = {name: value for name, value in flags.items() if value is not None}
     if settings:
         settings["subset_seed"] = cfg.subset_seed  # the seed matters only when sampling
     specs = [split_file_spec(spec) for spec in cfg.split_file]
@@ -89,8 +73,6 @@ def select_split(
     """The positions of ``keys`` that ``split`` keeps under ``cfg``'s selection flags.
     ``doc_ids``: each key's document id, where it differs (a folder's "id" field), read only
     when a listed id matches no key."""
-    if len(keys) != len(labels):
-        raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
     listed = read_split_files(cfg).get(split) if cfg.split_file else None
     sampling = split == "train" and (cfg.train_size is not None or cfg.train_per_class is not None)
     if listed is None and not sampling:
@@ -106,11 +88,9 @@ def select_split(
         info["subset_seed"] = cfg.subset_seed
     positions.sort()  # listing order: shards keep the order prepare reads in
     chosen = [keys[p] for p in positions]
-    counts = [0] * len(label_names)
-    for p in positions:
-        counts[labels[p]] += 1
+    counts = Counter(labels[p] for p in positions)
     info["selected"] = len(positions)
-    info["class_counts"] = {label_names[c]: n for c, n in enumerate(counts) if n}
+    info["class_counts"] = {label_names[c]: counts[c] for c in sorted(counts)}
     info["notes"] = notes
     info["keys_sha256"] = hashlib.sha256("\n".join(sorted(chosen)).encode()).hexdigest()
     if len(chosen) <= MAX_LISTED_KEYS:
@@ -131,20 +111,15 @@ def read_split_files(cfg: PrepareConfig) -> dict[str, list[str]]:
 
 def read_split_file(path: Path, *, split: str | None = None,
                     prefixes: Mapping[str, str] | None = None) -> dict[str, list[str]]:
-    """The ids per split a split file lists, in its order, duplicates dropped. ``split``: the
-    file lists that split's ids (``SPLIT=FILE``); else each id's split is its line's, its JSON
-    key's, or its prefix's (``prefixes``, default ``train_``, ``validation_``, ``test_``; also
-    ``val``, ``dev``)."""
+    """The ids per split a split file lists (forms: the README's --split-file), in its order,
+    duplicates dropped. ``prefixes``: each split's id prefix, default ``train_`` ..."""
     raw = _read_split_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise RvlError(f"--split-file {path}: not UTF-8 text ({err.reason})") from err
     form = _Form(path, split, dict(prefixes or {s: f"{s}_" for s in SPLITS}))
-    if text.lstrip().startswith(("{", "[")):
-        listed = form.parse_json(text)
-    else:
-        listed = form.parse_text(text)
+    listed = form.parse_json(text) if text.lstrip()[:1] in ("{", "[") else form.parse_text(text)
     if not listed:
         raise RvlError(f"--split-file {path}: lists no documents")
     for name, ids in listed.items():
@@ -192,7 +167,6 @@ class _Form:
                 raise RvlError(f"--split-file {self.path}: {what} must be a list of ids "
                                "(strings)")
             if name is not None:
-                self.check_split(name, where="")
                 listed.setdefault(self.split_of("", name, ""), [])
             for doc_id in ids:
                 listed.setdefault(self.split_of(str(doc_id), name, ""), []).append(str(doc_id))
@@ -237,8 +211,6 @@ class _Form:
             name = row[split_column] if split_column is not None and len(row) > split_column \
                 else None
             where = f"line {number}: "
-            if name is not None:
-                self.check_split(name, where=where)
             listed.setdefault(self.split_of(row[column], name, where), []).append(row[column])
         return listed
 
@@ -246,6 +218,9 @@ class _Form:
         """The split of a listed id: the one its line or key names, else the file's
         (``SPLIT=FILE``), else its prefix's."""
         if named is not None:
+            if named not in SPLITS:
+                raise RvlError(f"--split-file {self.path}: {where}unknown split {named!r} "
+                               f"(choose from {', '.join(SPLITS)})")
             if self.split is not None and named != self.split:
                 raise RvlError(f"--split-file {self.split}={self.path}: {where}lists a {named} "
                                f"document ({doc_id!r}); this file is for {self.split}")
@@ -261,11 +236,6 @@ class _Form:
                            f"{doc_id!r} (no prefix such as {self.prefixes['train']!r}); list "
                            "'split id' lines, or name the split: --split-file SPLIT=FILE")
         return split
-
-    def check_split(self, split: str, *, where: str) -> None:
-        if split not in SPLITS:
-            raise RvlError(f"--split-file {self.path}: {where}unknown split {split!r} "
-                           f"(choose from {', '.join(SPLITS)})")
 
 
 def _match_listed(split: str, listed: list[str], keys: Sequence[str], cfg: PrepareConfig,
@@ -284,7 +254,6 @@ def _match_listed(split: str, listed: list[str], keys: Sequence[str], cfg: Prepa
         if cfg.suffix and key.endswith(ending):
             aliases[2].setdefault(key.removesuffix(ending), []).append(p)
     found: set[int] = set()
-    missing: list[str] = []
 
     def take(doc_id: str, levels: list[dict[str, list[int]]]) -> bool:
         positions = next((level[doc_id] for level in levels if doc_id in level), None)

@@ -3,8 +3,7 @@ Face ``datasets`` dataset, behind one small interface.
 
 A source lists each split cheaply first (per document a selection key and a class index; bad
 entries found on the way), then reads only the documents selected from that listing, a chunk at a
-time. ``key_data`` is the source's part of the cache key: for a folder exactly what it has always
-been, so existing entries keep their keys.
+time. ``key_data`` is the source's part of the cache key.
 """
 
 from __future__ import annotations
@@ -17,27 +16,24 @@ from typing import Any, Protocol
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.cache import data_fingerprint
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.corpus import (
+from rvl_llm.pipeline.corpus import (  # noqa: F401 - re-exported: a source's whole interface
+    HUB_PREFIX,
+    TABLE_SUFFIXES,
+    Bad,
     BadFile,
+    DocChunk,
+    Entry,
+    Listing,
     SplitFiles,
     file_id,
+    is_hub,
+    our_split,
     read_document,
+    resolved_data,
     scan_folder,
     split_files,
 )
 from rvl_llm.pipeline.hf_datasets import open_dataset
-from rvl_llm.pipeline.listing import (  # noqa: F401 - re-exported: a source's whole interface
-    HUB_PREFIX,
-    TABLE_SUFFIXES,
-    Bad,
-    DocChunk,
-    Entry,
-    Listing,
-    is_hub,
-    our_split,
-    resolved_data,
-    split_choices,
-)
 from rvl_llm.pipeline.manifest import SPLITS
 from rvl_llm.pipeline.tables import open_tables
 
@@ -52,21 +48,15 @@ class Source(Protocol):
     def list_splits(self, splits: Sequence[str]) -> dict[str, Listing]: ...
 
     def read(self, split: str, entries: Sequence[Entry], chunk_size: int) -> Iterator[DocChunk]:
-        ...
+        """The documents of ``entries`` and the bad ones among them, a chunk at a time."""
 
     def doc_ids(self, entries: Sequence[Entry]) -> list[str]:
         """Each entry's document id, as prepare writes it (a split file may list it)."""
-        ...
-
-
-def guess_format(cfg: PrepareConfig) -> str:
-    """What --data is, from the path (``--data-format`` overrides the guess)."""
-    return _guess_format(cfg)[0]
 
 
 def _guess_format(cfg: PrepareConfig) -> tuple[str, list[str] | None]:
-    """The format, and the folder's entry names when guessing listed them (a folder source
-    reuses them: a 400k-file folder is listed once, not twice)."""
+    """What --data is, from the path (``--data-format`` overrides the guess), and the folder's
+    entry names when guessing listed them (a 400k-file folder is listed once, not twice)."""
     data = cfg.data_dir
     if cfg.data_format is not None:
         return cfg.data_format, None
@@ -76,11 +66,7 @@ def _guess_format(cfg: PrepareConfig) -> tuple[str, list[str] | None]:
         return _one_table_format([Path(spec.partition("=")[2]) for spec in cfg.data_files],
                                  "--data-files"), None
     if data.is_file():
-        kind = TABLE_SUFFIXES.get(data.suffix.lower())
-        if kind is None:
-            raise RvlError(f"--data {data}: unknown format {data.suffix or '(no suffix)'!r} "
-                           f"(a folder, {', '.join(TABLE_SUFFIXES)}, or --data-format)")
-        return kind, None
+        return _one_table_format([data], "--data"), None
     if not data.is_dir():
         raise RvlError(f"--data {data}: no such folder or file")
     if (data / "dataset_dict.json").is_file() or (data / "state.json").is_file():

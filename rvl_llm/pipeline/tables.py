@@ -2,22 +2,19 @@
 ``hf_datasets``, the splits of a ``datasets`` dataset).
 
 Files are read with pyarrow in record batches, so memory stays flat in table size: listing reads
-the label, id and split columns; reading reads the text of the selected rows. A JSON-lines file
-pyarrow refuses (mixed types, a malformed line, bytes that are not UTF-8) is read again line by
-line with the standard library, which names the line. Rows are numbered from 0 in file order
-(blank lines of a JSON-lines file do not count); a row's number is its document id when the table
-has no id column. A bad row is named ``file:LINE``, the line its record starts on counted from 1
-as editors count (JSON lines, CSV, a JSON array), or ``name:ROW`` where a table has no lines
-(Parquet, a dataset).
+the label, id and split columns; reading reads the text of the selected rows. Rows are numbered
+from 0 in file order (blank lines of a JSON-lines file do not count); a row's number is its
+document id when the table has no id column. A bad row is named as ``row_place`` says.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -25,21 +22,19 @@ from typing import Any, NamedTuple, Protocol
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.corpus import (
-    TEXT_FIELDS,
-    Document,
-    decode_text,
-    fields_phrase,
-    json_problem,
-)
-from rvl_llm.pipeline.ids import id_text
-from rvl_llm.pipeline.listing import (
+    SPLIT_CHOICES,
     TABLE_SUFFIXES,
+    TEXT_FIELDS,
     Bad,
     DocChunk,
+    Document,
     Entry,
     Listing,
+    decode_text,
+    fields_phrase,
+    id_text,
+    json_problem,
     our_split,
-    split_choices,
 )
 from rvl_llm.pipeline.manifest import SPLITS
 
@@ -47,6 +42,7 @@ BLOCK_BYTES = 1 << 19  # pyarrow block size; its streaming readers buffer some 3
 LIST_ROWS = 65_536  # rows per record batch when listing (ids and labels only)
 SPLIT_COLUMN = "split"
 ID_COLUMN = "id"  # --id-column's default, and the id column predict reads
+_SEPARATORS = re.compile(r"[ \t\r\n,]*")  # JSON whitespace and commas between array items
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,6 @@ class LabelMap:
 
 
 class TableSource:
-    kind: str
     unit = "rows"
 
     def __init__(self, kind: str, parts: Sequence[Part], cfg: PrepareConfig,
@@ -148,7 +143,7 @@ class TableSource:
                     if split is None:
                         shown = _as_text(names[j]) if names else None
                         stray.append((row_place(part, row), f"unknown split {shown!r} in "
-                                      f"column {cols.split!r} (choose from {split_choices()})"))
+                                      f"column {cols.split!r} (choose from {SPLIT_CHOICES})"))
                         continue
                     label = self.label_of(labels[j])
                     if isinstance(label, str):
@@ -182,19 +177,15 @@ class TableSource:
         for i, wanted in by_part.items():
             part, text_column = self.parts[i], self.columns(i).text
             for block in part.blocks([text_column], chunk_size):
-                texts = block.values[text_column]
                 for j, row in enumerate(block.rows):
                     entry = wanted.pop(row, None)
                     if entry is None:
                         continue
-                    text, replaced = texts[j], bool(block.replaced and block.replaced[j])
-                    if isinstance(text, bytes):
-                        text, replaced = decode_text(text)
+                    text = _cell_text(block, j, text_column)
                     if isinstance(text, str):
-                        docs.append(Document(entry.key, text, entry.label, replaced))
+                        bad.append((row_place(part, row), text))
                     else:
-                        bad.append((row_place(part, row), f"the {text_column!r} value is "
-                                    f"{_kind(text)}, not a string"))
+                        docs.append(Document(entry.key, text[0], entry.label, text[1]))
                     if len(docs) + len(bad) >= chunk_size:
                         yield docs, bad
                         docs, bad = [], []
@@ -214,8 +205,7 @@ class UnlabelledRow(NamedTuple):
     replaced: bool  # bytes that were not UTF-8 were replaced
 
 
-def read_unlabelled(path: str, kind: str, fields: Sequence[str],
-                    size: int = LIST_ROWS) -> Iterator[UnlabelledRow | Bad]:
+def read_unlabelled(path: str, kind: str, fields: Sequence[str]) -> Iterator[UnlabelledRow | Bad]:
     """The rows of one table file as predict reads them (no split, no label), with prepare's
     text and id rules: the text is the first of ``fields`` among its columns, the id the "id"
     column, else the row number. A bad row, or a file that cannot be read, is a ``Bad``."""
@@ -223,37 +213,43 @@ def read_unlabelled(path: str, kind: str, fields: Sequence[str],
     try:
         names = part.column_names()
         if not names:
-            yield path, _no_columns(part).removeprefix(f"{path}: ")
-            return
+            raise RvlError(_no_columns(part))
         text = next((f for f in fields if f in names), None)
         if text is None:
-            yield path, f"no {fields_phrase(fields)} column (columns: {', '.join(names[:12])})"
-            return
+            raise RvlError(f"{path}: no {fields_phrase(fields)} column (columns: "
+                           f"{', '.join(names[:12])})")
         id_column = ID_COLUMN if ID_COLUMN in names and text != ID_COLUMN else None
         columns = [text, *([id_column] if id_column else [])]
-        for block in part.blocks(columns, size):
+        for block in part.blocks(columns, LIST_ROWS):
             yield from block.bad
             for j, row in enumerate(block.rows):
-                value, replaced = block.values[text][j], bool(block.replaced and block.replaced[j])
-                if isinstance(value, bytes):
-                    value, replaced = decode_text(value)
-                if not isinstance(value, str):
-                    yield (row_place(part, row),
-                           f"the {text!r} value is {_kind(value)}, not a string")
+                value = _cell_text(block, j, text)
+                if isinstance(value, str):
+                    yield row_place(part, row), value
                     continue
                 doc_id = block.values[id_column][j] if id_column else None
-                yield UnlabelledRow(str(row) if doc_id is None else id_text(doc_id), value,
-                                    row_place(part, row), replaced)
+                yield UnlabelledRow(str(row) if doc_id is None else id_text(doc_id), value[0],
+                                    row_place(part, row), value[1])
     except RvlError as err:  # a file that cannot be read as its kind: one bad input
         yield path, err.message.removeprefix(f"{path}: ")
+
+
+def _cell_text(block: Block, j: int, column: str) -> tuple[str, bool] | str:
+    """Row ``j``'s text and whether bytes were replaced in it, or why it has none."""
+    value = block.values[column][j]
+    if isinstance(value, bytes):
+        return decode_text(value)
+    if isinstance(value, str):
+        return value, bool(block.replaced and block.replaced[j])
+    what = "missing (null)" if value is None else f"a {type(value).__name__}"
+    return f"the {column!r} value is {what}, not a string"
 
 
 def row_place(part: Part, row: int) -> str:
     """``file:LINE`` for a text table (the line the row's record starts on, from 1), else
     ``name:ROW``. Lines are found only when a row is bad, by one scan of the file."""
-    if isinstance(part, JsonLinesFile | CsvFile | JsonArrayFile):
-        return f"{part.name}:{part.line_of(row)}"
-    return f"{part.name}:{row}"
+    line_of = getattr(part, "line_of", None)
+    return f"{part.name}:{row if line_of is None else line_of(row)}"
 
 
 def _file_key(name: str) -> tuple[str, int, int]:
@@ -268,10 +264,6 @@ def _row_split(value: Any) -> str | None:
 
 def _as_text(value: Any) -> str:
     return decode_text(value)[0] if isinstance(value, bytes) else str(value)
-
-
-def _kind(value: Any) -> str:
-    return "missing (null)" if value is None else f"a {type(value).__name__}"
 
 
 def resolve_columns(part: Part, cfg: PrepareConfig) -> Columns:
@@ -306,10 +298,7 @@ def _no_columns(part: Part) -> str:
 
 def _is_blank(path: Path) -> bool:
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 16):
-            if chunk.strip():
-                return False
-    return True
+        return not any(chunk.strip() for chunk in iter(lambda: handle.read(1 << 16), b""))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,11 +308,7 @@ def _is_blank(path: Path) -> bool:
 
 def open_tables(cfg: PrepareConfig, kind: str) -> TableSource:
     parts = [_part(kind, path, split) for path, split in table_files(cfg, kind)]
-    files = []
-    for part in parts:
-        stat = Path(part.name).stat()
-        files.append([part.split, part.name, stat.st_size, stat.st_mtime_ns])
-    key = {"kind": kind, "files": files,
+    key = {"kind": kind, "files": [[part.split, *_file_key(part.name)] for part in parts],
            "columns": {"text": cfg.text_column, "label": cfg.label_column, "id": cfg.id_column}}
     return TableSource(kind, parts, cfg, cfg.label_names(), key)
 
@@ -343,7 +328,7 @@ def table_files(cfg: PrepareConfig, kind: str) -> list[tuple[Path, str | None]]:
                 raise RvlError(f"--data-files {spec}: expected SPLIT=PATH")
             if split is None:
                 raise RvlError(f"--data-files {spec}: unknown split {name!r} "
-                               f"(choose from {split_choices()})")
+                               f"(choose from {SPLIT_CHOICES})")
             path = data / rel.strip()  # an absolute path stays as it is
             if not path.is_file():
                 raise RvlError(f"--data-files {spec}: no such file {path}")
@@ -404,22 +389,16 @@ class CsvFile:
         """The line (from 1) where data row ``row`` starts (a quoted value may span lines)."""
         return _csv_lines(*_file_key(self.name))[0][row]
 
-    def ragged_line(self, k: int) -> int | None:
-        """The line where the ``k``-th ragged record (from 0) starts."""
-        ragged = _csv_lines(*_file_key(self.name))[1]
-        return ragged[k] if k < len(ragged) else None
-
     def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         ragged: list[Bad] = []
-        seen = [0]  # ragged records so far: pyarrow's own line number is not the record's
+        seen = itertools.count()  # ragged records: pyarrow's own line number is not the record's
 
         def on_ragged(row: Any) -> str:
-            line = self.ragged_line(seen[0])
-            seen[0] += 1
-            where = f"{self.name}:{line}" if line else self.name
+            lines, k = _csv_lines(*_file_key(self.name))[1], next(seen)  # ragged records' lines
+            where = f"{self.name}:{lines[k]}" if k < len(lines) else self.name
             ragged.append((where, f"ragged row {row.text[:40]!r}: {row.actual_columns} fields, "
                                   f"the header has {row.expected_columns}"))
             return "skip"
@@ -477,16 +456,8 @@ class JsonLinesFile:
         return _jsonl_lines(*_file_key(self.name))[row]
 
     def column_names(self) -> list[str]:
-        names: dict[str, None] = {}
         with open(self.name, "rb") as handle:
-            for line, _ in zip(handle, range(100), strict=False):
-                try:
-                    record = json.loads(decode_text(line)[0])
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict):
-                    names.update(dict.fromkeys(record))
-        return list(names)
+            return _field_names(map(_json_or_none, itertools.islice(handle, 100)))
 
     def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
         import pyarrow as pa
@@ -507,17 +478,12 @@ class JsonLinesFile:
 
     def _lines(self, columns: Sequence[str], size: int, skip: int) -> Iterator[Block]:
         rows: list[int] = []
-        values: dict[str, list[Any]] = {c: [] for c in columns}
+        records: list[dict[str, Any]] = []
         replaced: list[bool] = []
         bad: list[Bad] = []
-        row = 0
         with open(self.name, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                row += 1
-                if row <= skip:
-                    continue
+            lines = ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
+            for row, (number, line) in enumerate(itertools.islice(lines, skip, None), skip):
                 text, was_replaced = decode_text(line)
                 try:
                     record = json.loads(text)
@@ -528,14 +494,13 @@ class JsonLinesFile:
                 if not isinstance(record, dict):
                     bad.append((f"{self.name}:{number}", "not a JSON object"))
                     continue
-                rows.append(row - 1)
+                rows.append(row)
+                records.append(record)
                 replaced.append(was_replaced)
-                for c in columns:
-                    values[c].append(record.get(c))
                 if len(rows) >= size:
-                    yield Block(rows, values, replaced, tuple(bad))
-                    rows, values, replaced, bad = [], {c: [] for c in columns}, [], []
-        yield Block(rows, values, replaced, tuple(bad))
+                    yield _record_block(columns, rows, records, replaced, bad)
+                    rows, records, replaced, bad = [], [], [], []
+        yield _record_block(columns, rows, records, replaced, bad)
 
 
 @dataclass(frozen=True)
@@ -562,25 +527,34 @@ class JsonArrayFile:
         return records
 
     def column_names(self) -> list[str]:
-        names: dict[str, None] = {}
-        for record in self._records()[:100]:
-            if isinstance(record, dict):
-                names.update(dict.fromkeys(record))
-        return list(names)
+        return _field_names(self._records()[:100])
 
     def blocks(self, columns: Sequence[str], size: int) -> Iterator[Block]:
         records = self._records()
         for start in range(0, len(records), size):
-            rows, values, bad = [], {c: [] for c in columns}, []
-            for row in range(start, min(start + size, len(records))):
-                record = records[row]
-                if not isinstance(record, dict):
-                    bad.append((row_place(self, row), f"a {type(record).__name__}, not an object"))
-                    continue
-                rows.append(row)
-                for c in columns:
-                    values[c].append(record.get(c))
-            yield Block(rows, values, None, tuple(bad))
+            chunk = range(start, min(start + size, len(records)))
+            rows = [row for row in chunk if isinstance(records[row], dict)]
+            bad = [(row_place(self, row), f"a {type(records[row]).__name__}, not an object")
+                   for row in chunk if not isinstance(records[row], dict)]
+            yield _record_block(columns, rows, [records[row] for row in rows], None, bad)
+
+
+def _record_block(columns: Sequence[str], rows: list[int], records: list[dict[str, Any]],
+                  replaced: list[bool] | None, bad: list[Bad]) -> Block:
+    return Block(rows, {c: [record.get(c) for record in records] for c in columns}, replaced,
+                 tuple(bad))
+
+
+def _field_names(records: Iterable[Any]) -> list[str]:
+    """The fields of the JSON objects among ``records``, in order of first appearance."""
+    return list(dict.fromkeys(name for r in records if isinstance(r, dict) for name in r))
+
+
+def _json_or_none(line: bytes) -> Any:
+    try:
+        return json.loads(decode_text(line)[0])
+    except json.JSONDecodeError:
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -592,15 +566,9 @@ def _array_lines(name: str, size: int, mtime_ns: int) -> list[int]:
     at = text.index("[") + 1
     line, counted = 1, 0  # newlines are counted once, up to ``counted``
     while True:
-        at = _skip(text, at, " \t\r\n,")
+        at = _SEPARATORS.match(text, at).end()
         if at >= len(text) or text[at] == "]":
             return lines
         line, counted = line + text.count("\n", counted, at), at
         lines.append(line)
         at = decoder.raw_decode(text, at)[1]
-
-
-def _skip(text: str, at: int, chars: str) -> int:
-    while at < len(text) and text[at] in chars:
-        at += 1
-    return at

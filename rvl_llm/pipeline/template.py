@@ -21,47 +21,19 @@ class Row:
     truncated: bool
 
 
-def document_budget(
-    max_len: int,
-    *,
-    prefix: Sequence[int],
-    suffix: Sequence[int] = (),
-    directive: Sequence[int] = (),
-    completions: Sequence[Sequence[int]] = (),
-) -> int:
-    """Document tokens that fit beside the fixed segments; the longest label is reserved so the
-    prompt a document gets is the same whatever its class (train and eval see one prompt)."""
+def make_template(mode: str, max_len: int, *, prefix: Sequence[int], suffix: Sequence[int] = (),
+                  directive: Sequence[int] = (),
+                  completions: Sequence[Sequence[int]] = ()) -> TemplateIds:
+    """The segments, and the document tokens that fit beside them: the longest label is reserved
+    so the prompt a document gets is the same whatever its class (train and eval see one prompt)."""
     longest = max((len(c) for c in completions), default=0)
     fixed = len(prefix) + len(suffix) + len(directive) + longest
     if max_len - fixed < 1:
-        raise RvlError(
-            f"--max-len {max_len}: too small for the template, which needs {fixed} tokens "
-            f"({len(prefix) + len(suffix)} special, {len(directive)} directive, "
-            f"{longest} longest label + EOS) and at least one document token"
-        )
-    return max_len - fixed
-
-
-def make_template(
-    mode: str,
-    max_len: int,
-    *,
-    prefix: Sequence[int],
-    suffix: Sequence[int] = (),
-    directive: Sequence[int] = (),
-    completions: Sequence[Sequence[int]] = (),
-) -> TemplateIds:
-    budget = document_budget(
-        max_len, prefix=prefix, suffix=suffix, directive=directive, completions=completions
-    )
-    return TemplateIds(
-        mode=mode,
-        prefix=tuple(prefix),
-        suffix=tuple(suffix),
-        directive=tuple(directive),
-        completions=tuple(tuple(c) for c in completions),
-        document_budget=budget,
-    )
+        raise RvlError(f"--max-len {max_len}: too small for the template, which needs {fixed} "
+                       f"tokens ({len(prefix) + len(suffix)} special, {len(directive)} directive, "
+                       f"{longest} longest label + EOS) and at least one document token")
+    return TemplateIds(mode, tuple(prefix), tuple(suffix), tuple(directive),
+                       tuple(tuple(c) for c in completions), document_budget=max_len - fixed)
 
 
 def build_row(document: Sequence[int], label: int | None, template: TemplateIds) -> Row:
@@ -75,7 +47,6 @@ def build_row(document: Sequence[int], label: int | None, template: TemplateIds)
     prompt = template.prompt(document)
     if template.mode != "generative" or label is None:
         return Row(prompt, None, len(prompt), truncated)
-    completion = template.completions[label]
-    input_ids = prompt + list(completion)
-    labels = [IGNORE_INDEX] * len(prompt) + list(completion)
-    return Row(input_ids, labels, len(prompt), truncated)
+    completion = list(template.completions[label])
+    return Row(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion, len(prompt),
+               truncated)

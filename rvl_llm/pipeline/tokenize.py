@@ -1,12 +1,9 @@
 """Tokenizer-facing pieces of prepare: the tokenizer read from its own files, segments of the
 template, and documents cut to a budget.
 
-Prepare loads a tokenizer with the ``tokenizers`` library alone (``load_tokenizer_files``): the
-Rust tokenizer from tokenizer.json, BOS/EOS and the scheme's special tokens from
-tokenizer_config.json, as transformers 5 resolves them, in about 0.5 s instead of the 5 s that
-importing transformers and torch costs. Only a tokenizer without tokenizer.json, or whose files
-ask for something transformers alone does (remote code, tokens it would add), loads through
-transformers (``load_tokenizer``, which train and zero-shot eval use).
+Prepare reads a tokenizer with the ``tokenizers`` library alone, as transformers 5 resolves it,
+in about 0.5 s instead of the 5 s that importing transformers and torch costs; only files that
+ask for something transformers alone does (remote code, tokens it would add) load through it.
 
 Documents are tokenised only as far as the budget needs: a character prefix cut at whitespace,
 grown until it yields ``budget + SLACK`` tokens. Pre-tokenisers of BPE/SentencePiece/WordPiece
@@ -50,8 +47,7 @@ EncodeBatch = Callable[[list[str]], list[list[int]]]
 @dataclass(frozen=True)
 class TokenizerFiles:
     """What prepare and predict need of a tokenizer: its Rust backend, BOS/EOS and the ids its
-    scheme adds around a text. From ``load_tokenizer_files`` (no transformers) or
-    ``from_transformers`` (a tokenizer already loaded, e.g. a checkpoint's)."""
+    scheme adds around a text (read from its files, or ``from_transformers``: a checkpoint's)."""
 
     name: str  # the tokenizer's folder (transformers' name_or_path): errors name it
     backend: Tokenizer = field(repr=False, compare=False)  # special-token text stays text
@@ -65,23 +61,14 @@ class TokenizerFiles:
 
     @classmethod
     def from_transformers(cls, tokenizer: Any, loaded_by: str = "transformers") -> TokenizerFiles:
-        prefix, suffix = special_tokens_around(tokenizer)
-        return cls(
-            name=str(tokenizer.name_or_path),
-            backend=backend_from_json(tokenizer.backend_tokenizer.to_str()),
-            bos_token=tokenizer.bos_token,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token=tokenizer.eos_token,
-            eos_token_id=tokenizer.eos_token_id,
-            prefix=tuple(prefix),
-            suffix=tuple(suffix),
-            loaded_by=loaded_by,
-        )
+        backend = backend_from_json(tokenizer.backend_tokenizer.to_str())
+        name = str(tokenizer.name_or_path)
+        return cls(name, backend, tokenizer.bos_token, tokenizer.bos_token_id, tokenizer.eos_token,
+                   tokenizer.eos_token_id, *_scheme_ids(backend, name), loaded_by)
 
 
-def load_tokenizer_files(
-    folder: Path, *, trust_remote_code: bool = False, log: Log | None = None
-) -> TokenizerFiles:
+def load_tokenizer_files(folder: Path, *, trust_remote_code: bool = False,
+                         log: Log | None = None) -> TokenizerFiles:
     """The tokenizer in ``folder`` as transformers 5 would load it, read with ``tokenizers``
     alone; through transformers only when the files need it (said in a log line)."""
     config = resolved_config(folder)
@@ -103,9 +90,8 @@ def load_tokenizer_files(
     bos, eos = token_content(config.get("bos_token")), token_content(config.get("eos_token"))
     bos_id = None if bos is None else backend.token_to_id(bos)
     eos_id = None if eos is None else backend.token_to_id(eos)
-    prefix, suffix = _scheme_ids(backend, str(folder))
-    return TokenizerFiles(str(folder), backend, bos, bos_id, eos, eos_id, tuple(prefix),
-                          tuple(suffix), "tokenizers")
+    return TokenizerFiles(str(folder), backend, bos, bos_id, eos, eos_id,
+                          *_scheme_ids(backend, str(folder)), "tokenizers")
 
 
 def resolved_config(folder: Path) -> dict[str, Any]:
@@ -176,18 +162,16 @@ def _class_reason(tokenizer_class: str | None, model_config: dict[str, Any]) -> 
     """None where transformers 5 loads tokenizer.json as written (its TokenizersBackend class);
     a model's own tokenizer class may rebuild the backend from the vocabulary instead."""
     model_type = model_config.get("model_type")
-    if tokenizer_class in _GENERIC_CLASSES:
+    # (Mistral's LlamaTokenizer: the Mistral types are not registered to that class.)
+    if (tokenizer_class in _GENERIC_CLASSES or (tokenizer_class is None and model_type is None)
+            or (tokenizer_class in _LLAMA_CLASSES and model_type in _MISTRAL_TYPES)):
         return None
-    if tokenizer_class is None and model_type is None:
-        return None
-    if tokenizer_class in _LLAMA_CLASSES and model_type in _MISTRAL_TYPES:
-        return None  # Mistral's LlamaTokenizer: the Mistral types are not registered to it
     if tokenizer_class is None:
         return f"no tokenizer_class: transformers picks model_type {model_type}'s own class"
     return f"tokenizer_class {tokenizer_class}, which transformers may rebuild from its vocabulary"
 
 
-def _scheme_ids(backend: Tokenizer, name: str) -> tuple[list[int], list[int]]:
+def _scheme_ids(backend: Tokenizer, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The ids transformers 5 puts around a text: those of tokenizer.json's post-processor.
     With a tokenizer.json, transformers drops tokenizer_config.json's add_bos_token and
     add_eos_token before building the tokenizer (``_from_pretrained``, in an early 5.x and in
@@ -195,15 +179,9 @@ def _scheme_ids(backend: Tokenizer, name: str) -> tuple[list[int], list[int]]:
     a file without one gets "$A", nothing around the text."""
     with_specials = backend.encode(_PROBE, add_special_tokens=True).ids
     plain = backend.encode(_PROBE, add_special_tokens=False).ids
-    return _split_around(with_specials, plain, name)
-
-
-def _split_around(
-    with_specials: list[int], plain: list[int], name: str
-) -> tuple[list[int], list[int]]:
     for start in range(len(with_specials) - len(plain) + 1):
         if with_specials[start : start + len(plain)] == plain:
-            return with_specials[:start], with_specials[start + len(plain) :]
+            return tuple(with_specials[:start]), tuple(with_specials[start + len(plain) :])
     raise RvlError(f"cannot tell the special tokens of tokenizer {name}")
 
 
@@ -242,9 +220,7 @@ def batch_encoder(backend: Tokenizer) -> EncodeBatch:
 def encode_after(encode: EncodeBatch, context: str, text: str) -> list[int] | None:
     """Tokens of ``text`` as it tokenises after ``context``, or None if the two merge."""
     full, ctx = encode([context + text, context])
-    if full[: len(ctx)] != ctx:
-        return None
-    return full[len(ctx) :]
+    return full[len(ctx) :] if full[: len(ctx)] == ctx else None
 
 
 def encode_segment(encode: EncodeBatch, text: str, after: str = "") -> list[int]:
@@ -256,45 +232,25 @@ def encode_segment(encode: EncodeBatch, text: str, after: str = "") -> list[int]
     raise RvlError(f"cannot tokenise {text!r} apart from the text before it")  # pragma: no cover
 
 
-def special_tokens_around(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The ids a transformers tokenizer's scheme puts before and after a text (BOS; CLS/SEP)."""
-    with_specials = tokenizer(_PROBE)["input_ids"]
-    plain = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    return _split_around(with_specials, plain, tokenizer.name_or_path)
-
-
-def build_template(
-    tokenizer: TokenizerFiles | Any,
-    encode: EncodeBatch,
-    *,
-    generative: bool,
-    response_template: str,
-    labels: Sequence[str],
-    max_len: int,
-) -> TemplateIds:
+def build_template(tokenizer: TokenizerFiles | Any, encode: EncodeBatch, *, generative: bool,
+                   response_template: str, labels: Sequence[str], max_len: int) -> TemplateIds:
     """The plain template ``tokenizer`` (a ``TokenizerFiles`` or a transformers tokenizer) makes:
     the document alone (a classifier), or document + response template | " class name" + EOS.
     The chat prompt's is ``rvl_llm.pipeline.chat.chat_template_ids``."""
-    if isinstance(tokenizer, TokenizerFiles):
-        model, eos_id = tokenizer.name, tokenizer.eos_token_id
-        prefix, suffix = list(tokenizer.prefix), list(tokenizer.suffix)
-    else:  # only the scheme is needed: no copy of its backend
-        model, eos_id = tokenizer.name_or_path, tokenizer.eos_token_id
-        prefix, suffix = special_tokens_around(tokenizer)
+    if not isinstance(tokenizer, TokenizerFiles):
+        tokenizer = TokenizerFiles.from_transformers(tokenizer)
+    prefix, eos_id = tokenizer.prefix, tokenizer.eos_token_id
     if not generative:
-        return make_template("classifier", max_len, prefix=prefix, suffix=suffix)
+        return make_template("classifier", max_len, prefix=prefix, suffix=tokenizer.suffix)
     if eos_id is None:
-        raise RvlError(f"--model {model}: the tokenizer has no EOS token")
+        raise RvlError(f"--model {tokenizer.name}: the tokenizer has no EOS token")
     directive = encode_segment(encode, response_template)
-    completions = [
-        [*encode_segment(encode, " " + label, after=response_template), eos_id]
-        for label in labels
-    ]
+    completions = [[*encode_segment(encode, " " + label, after=response_template), eos_id]
+                   for label in labels]
     # The generative prompt is BOS + document + directive: the scheme's trailing tokens (an EOS
     # some tokenizers append) would sit before the directive, so only the leading ones are kept.
-    return make_template(
-        "generative", max_len, prefix=prefix, directive=directive, completions=completions
-    )
+    return make_template("generative", max_len, prefix=prefix, directive=directive,
+                         completions=completions)
 
 
 def encode_documents(encode: EncodeBatch, texts: Sequence[str], budget: int) -> list[list[int]]:

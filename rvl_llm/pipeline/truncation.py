@@ -8,14 +8,13 @@
   feed) starts its own windows. Every window is a row with the document's ``doc_id``; eval and
   predict aggregate the windows' class log-probabilities per document
   (``rvl_llm.inference.aggregate``). Training takes every window, or the first only.
-
-Nothing here sees a tokenizer's files: ``encode`` is the pipeline's batch encoder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.manifest import TemplateIds
@@ -67,15 +66,6 @@ class Truncation:
             raise RvlError(f"--chunk-overlap {self.chunk_overlap}: must be below the document "
                            f"budget of {budget} tokens (lower it, or raise --max-len)")
 
-    def key_settings(self) -> dict[str, object] | None:
-        """What enters the cache key; None for ``head`` (its entries keep their keys)."""
-        if self.strategy == "head":
-            return None
-        if self.strategy == "head+tail":
-            return {"strategy": self.strategy, "keep_tail": self.keep_tail}
-        return {"strategy": self.strategy, "chunk_overlap": self.chunk_overlap,
-                "chunk_by": self.chunk_by, "train_chunks": self.train_chunks}
-
 
 HEAD = Truncation()
 
@@ -99,12 +89,9 @@ def windows(ids: Sequence[int], budget: int, overlap: int = 0) -> list[list[int]
     if not 0 <= overlap < budget:
         raise RvlError(f"--chunk-overlap {overlap}: must be below the document budget of "
                        f"{budget} tokens")
-    stride, out, start = budget - overlap, [], 0
-    while True:
-        out.append(list(ids[start : start + budget]))
-        if start + budget >= len(ids):
-            return out
-        start += stride
+    # A window starts wherever the one before it ended short of the document's end.
+    starts = range(0, max(len(ids) - overlap, 1), budget - overlap)
+    return [list(ids[start : start + budget]) for start in starts]
 
 
 def page_windows(pages: Sequence[Sequence[int]], budget: int, overlap: int = 0) -> list[list[int]]:
@@ -114,32 +101,21 @@ def page_windows(pages: Sequence[Sequence[int]], budget: int, overlap: int = 0) 
     return out or [[]]
 
 
-def encode_for(
-    truncation: Truncation, encode: EncodeBatch, texts: Sequence[str], budget: int
-) -> list[list[list[int]]]:
+def encode_for(truncation: Truncation, encode: EncodeBatch, texts: Sequence[str],
+               budget: int) -> list[list[list[int]]]:
     """Each text's token ids as the strategy needs them: one list (head: the first
     ``budget + 1`` ids; head+tail, chunks: all of them), or one per page (chunks by page)."""
     if truncation.strategy == "head":
         return [[ids] for ids in encode_documents(encode, texts, budget)]
     if truncation.strategy == "chunks" and truncation.chunk_by == "page":
         pages = [text.split(PAGE_BREAK) for text in texts]
-        flat = encode([p for text_pages in pages for p in text_pages]) if texts else []
-        out, at = [], 0
-        for text_pages in pages:
-            out.append(flat[at : at + len(text_pages)])
-            at += len(text_pages)
-        return out
+        flat = iter(encode([p for text_pages in pages for p in text_pages]) if texts else [])
+        return [list(islice(flat, len(text_pages))) for text_pages in pages]
     return [[ids] for ids in encode(list(texts))] if texts else []
 
 
-def document_rows(
-    pieces: Sequence[Sequence[int]],
-    label: int | None,
-    template: TemplateIds,
-    truncation: Truncation = HEAD,
-    *,
-    train: bool = False,
-) -> list[Row]:
+def document_rows(pieces: Sequence[Sequence[int]], label: int | None, template: TemplateIds,
+                  truncation: Truncation = HEAD, *, train: bool = False) -> list[Row]:
     """The rows of one document from ``encode_for``'s ids (``train``: the train split, where
     ``train_chunks`` applies). ``truncated`` says whether tokens of the document are in none of
     its rows."""
@@ -155,6 +131,5 @@ def document_rows(
     else:
         cut = windows(pieces[0], budget, truncation.chunk_overlap)
     dropped = train and truncation.train_chunks == "first" and len(cut) > 1
-    if train and truncation.train_chunks == "first":
-        cut = cut[:1]
-    return [replace(build_row(w, label, template), truncated=dropped) for w in cut]
+    return [replace(build_row(w, label, template), truncated=dropped)
+            for w in (cut[:1] if dropped else cut)]

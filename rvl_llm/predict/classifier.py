@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -80,7 +80,7 @@ class Classifier:
 
     def __init__(self, checkpoint: Path, loaded: LoadedCheckpoint, rows: RowBuilder, *,
                  max_len: int, batch_size: int = DEFAULT_BATCH_SIZE,
-                 class_chunk: int | None = None) -> None:
+                 class_chunk: int | None = None, temperature: float = 1.0) -> None:
         self.checkpoint = checkpoint
         self.max_len = max_len  # tokens per document row
         self.model = loaded.model
@@ -90,7 +90,7 @@ class Classifier:
         self.rows = rows
         self.batch_size = batch_size
         self.class_chunk = class_chunk
-        self.temperature = 1.0  # calibration.json's (``eval --calibrate``); from_checkpoint sets it
+        self.temperature = temperature  # calibration.json's (``eval --calibrate``)
 
     @classmethod
     def from_checkpoint(
@@ -128,10 +128,8 @@ class Classifier:
         # The checkpoint's own tokenizer files: the same tokenizer training prepared with, and
         # present wherever the checkpoint is copied.
         rows = row_builder(prompt, loaded.tokenizer)
-        classifier = cls(folder, loaded, rows, max_len=prompt.max_len, batch_size=batch_size,
-                         class_chunk=class_chunk)
-        classifier.temperature = temperature or 1.0
-        return classifier
+        return cls(folder, loaded, rows, max_len=prompt.max_len, batch_size=batch_size,
+                   class_chunk=class_chunk, temperature=temperature or 1.0)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -159,7 +157,8 @@ class Classifier:
         files, images and PDFs, OCR'd with the training data's OCR settings, or folders of them;
         one path alone is one path), in input order. A file that cannot be used raises, naming
         it; no documents at all raises, as ``rvl-llm predict`` does."""
-        given = _check_paths(paths)
+        given = [os.fspath(p) for p in _listed(paths, str | os.PathLike, "predict_files: paths",
+                                               "a path", "paths")]
         _check_count("top_k", top_k)
         check_min_probability(min_probability, "min_probability")
         if text_field is not None and not isinstance(text_field, str):
@@ -188,15 +187,13 @@ class Classifier:
             pad_token_id=self.pad_token_id, batch_size=self.batch_size,
             class_chunk=self.class_chunk,
         )
-        truncated = [r.truncated for r in rows.rows]
+        truncated = [False] * rows.texts
+        for row, i in zip(rows.rows, rows.owner, strict=True):
+            truncated[i] = truncated[i] or row.truncated
         try:
             if len(rows.rows) != rows.texts:
-                owner = np.asarray(rows.owner, dtype=np.int64)
-                scores = aggregate_scores(scores, owner, rows.texts,
-                                          self.recipe.settings.chunk_aggregate)
-                truncated = [False] * rows.texts
-                for row, i in zip(rows.rows, rows.owner, strict=True):
-                    truncated[i] = truncated[i] or row.truncated
+                scores = aggregate_scores(scores, np.asarray(rows.owner, dtype=np.int64),
+                                          rows.texts, self.recipe.settings.chunk_aggregate)
             probs = class_probabilities(scores / self.temperature)
         except NonFiniteScores as err:
             raise RvlError(f"-c {self.checkpoint}: {err.message}") from err
@@ -205,21 +202,16 @@ class Classifier:
     def predictions(self, scored: Scored, top_k: int = DEFAULT_TOP_K,
                     min_probability: float | None = None) -> list[Prediction]:
         """The predictions of scored texts, in order."""
-        return list(_predictions(scored, self.labels, top_k, min_probability))
-
-
-def _predictions(scored: Scored, labels: Sequence[str], top_k: int,
-                 min_probability: float | None = None) -> Iterator[Prediction]:
-    import numpy as np
-
-    k = min(top_k, len(labels))
-    ranked = np.argsort(-scored.probs, axis=1, kind="stable")[:, :k]
-    for probs, order, truncated in zip(scored.probs, ranked, scored.truncated, strict=True):
-        top = tuple(Ranked(labels[c], float(probs[c])) for c in order)
-        sure = min_probability is None or top[0].probability >= min_probability
-        yield Prediction(top[0].label if sure else None, top[0].probability, top,
-                         {name: float(p) for name, p in zip(labels, probs, strict=True)},
-                         truncated)
+        labels = self.labels
+        ranked = np.argsort(-scored.probs, axis=1, kind="stable")[:, :top_k]
+        predictions = []
+        for probs, order, truncated in zip(scored.probs, ranked, scored.truncated, strict=True):
+            top = tuple(Ranked(labels[c], float(probs[c])) for c in order)
+            sure = min_probability is None or top[0].probability >= min_probability
+            predictions.append(Prediction(
+                top[0].label if sure else None, top[0].probability, top,
+                {name: float(p) for name, p in zip(labels, probs, strict=True)}, truncated))
+        return predictions
 
 
 def _check_count(name: str, value: object) -> None:
@@ -233,16 +225,8 @@ def _check_count(name: str, value: object) -> None:
 
 def _check_texts(texts: object) -> list[str]:
     """The texts as a list, or TypeError/ValueError naming the first that is not text."""
-    if isinstance(texts, str):
-        texts = [texts]
-    elif isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Iterable):
-        hint = " (decode bytes to str first)" if isinstance(texts, bytes | bytearray) else ""
-        raise TypeError(f"predict: texts must be a str or a list of str, not "
-                        f"{type(texts).__name__}{hint}")
-    texts = list(texts)
+    texts = _listed(texts, str, "predict: texts", "a str", "str")
     for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"predict: texts[{i}] is {type(text).__name__}, not str")
         if (bad := _SURROGATE.search(text)) is not None:
             raise ValueError(f"predict: texts[{i}] holds a lone surrogate "
                              f"(U+{ord(bad.group()):04X}) at character {bad.start()}, which is "
@@ -250,18 +234,20 @@ def _check_texts(texts: object) -> list[str]:
     return texts
 
 
-def _check_paths(paths: object) -> list[str]:
-    """``predict_files``' paths as strings: one str or path alone is one path."""
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    elif isinstance(paths, bytes | Mapping) or not isinstance(paths, Iterable):
-        raise TypeError(f"predict_files: paths must be a path or a list of paths, not "
-                        f"{type(paths).__name__}")
-    given = list(paths)
-    for i, path in enumerate(given):
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"predict_files: paths[{i}] is {type(path).__name__}, not a path")
-    return [os.fspath(p) for p in given]
+def _listed(value: object, kind: Any, name: str, one: str, many: str) -> list[Any]:
+    """``value`` as a list: one ``kind`` alone, or an iterable of them (not bytes nor a
+    mapping); else a TypeError naming ``name`` or its first item that is not a ``kind``."""
+    if isinstance(value, kind):
+        return [value]
+    if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        hint = " (decode bytes to str first)" if isinstance(value, bytes | bytearray) else ""
+        raise TypeError(f"{name} must be {one} or a list of {many}, not "
+                        f"{type(value).__name__}{hint}")
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise TypeError(f"{name}[{i}] is {type(item).__name__}, not {one}")
+    return items
 
 
 def _check_positions(max_len: int, model: Any) -> None:

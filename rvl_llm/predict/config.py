@@ -1,8 +1,5 @@
-"""PredictConfig: every setting of ``rvl-llm predict``, once, checked on construction.
-
-Everything about the model and the prompt comes from the checkpoint's recipe; only what a
-prediction job may choose lives here.
-"""
+"""PredictConfig: every setting of ``rvl-llm predict``, once, checked on construction. The model
+and the prompt come from the checkpoint's recipe."""
 
 from __future__ import annotations
 

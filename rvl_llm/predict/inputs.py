@@ -3,30 +3,25 @@
 An INPUT is a file, a folder of files (not recursive, sorted by name; other files are ignored) or
 ``-`` (JSON lines on standard input). A file is an OCR JSON document (one object), a table of
 documents (JSON lines, CSV, Parquet: one document a row), a ``.txt`` file (the whole file is the
-text) or a scan (an image or a PDF, OCR'd on the fly as ``rvl-llm ocr`` would). Unlike prepare,
-a file name carries no split and no label.
+text) or a scan (an image or a PDF, OCR'd on the fly as ``rvl-llm ocr`` would). A file name
+carries no split and no label. Texts and ids follow prepare's rules (``pipeline.corpus``), so a
+document gets the same id from predict, prepare, eval and a split file. What is predict's alone
+lives here: standard input, ``.txt``, scans, and bounded reads (a file that never ends).
 
-Texts and ids follow prepare's rules (``pipeline.corpus``): the text is the first of
-``"ocr"``, ``"text"`` (or ``--text-field``); the id is the ``"id"`` (a file's: else its
-``"path"``), else where the document was read from: a file's name in the folder given (a file
-given alone: the path as given), a row's number from 0 in its table (blank lines do not
-count), so a document gets the same id from predict, prepare, eval and a split file. What is
-predict's alone lives here: standard input, ``.txt``, scans, and bounded reads (a file that
-never ends).
-
-``iter_inputs`` yields each document as it is read, so a folder of 400k files or a jsonl of a
-million lines keeps memory flat (only a folder's names are held). A bad input is yielded as a
-``BadInput`` in its place: the caller decides whether it stops the run or is skipped.
+``iter_inputs`` yields each document as it is read, so memory stays flat (only a folder's names
+are held). A bad input is yielded as a ``BadInput`` in its place: the caller decides whether it
+stops the run or is skipped.
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -36,13 +31,13 @@ from rvl_llm.ocr.config import OcrSettings
 from rvl_llm.ocr.documents import find_ocr_settings, ocr_file
 from rvl_llm.ocr.pages import DOCUMENT_SUFFIXES
 from rvl_llm.pipeline.corpus import (
+    TABLE_SUFFIXES,
     TEXT_FIELDS,
     BadRecord,
     decode_text,
     parse_document,
     read_problem,
 )
-from rvl_llm.pipeline.listing import TABLE_SUFFIXES
 from rvl_llm.pipeline.tables import UnlabelledRow, read_unlabelled
 
 STDIN = "-"
@@ -54,11 +49,11 @@ LINES_SUFFIXES = tuple(s for s, kind in TABLE_SUFFIXES.items() if kind == "jsonl
 # Tables read by prepare's table layer (a .json file is one document here, as in a folder).
 TABLE_KINDS = {s: kind for s, kind in TABLE_SUFFIXES.items() if kind not in ("json", "jsonl")}
 FILE_KINDS = (".json", *LINES_SUFFIXES, *TABLE_KINDS, ".txt", *DOCUMENT_SUFFIXES)
+KINDS_PHRASE = ".json, .txt, .jsonl, .csv, .parquet, image or .pdf"
 TEXT_FIELD_HELP = (
     "The field (or column) that holds the text, in .json files, .jsonl lines, tables and "
     f"standard input (default: {', else '.join(json.dumps(f) for f in TEXT_FIELDS)})."
 )
-ScanSettings = Callable[[], OcrSettings | None]
 
 
 @dataclass(frozen=True)
@@ -88,15 +83,6 @@ def no_documents(inputs: Sequence[str]) -> RvlError:
     return RvlError(f"INPUT {' '.join(inputs)}: no documents (empty files or folders)")
 
 
-def text_fields(text_field: str | None) -> tuple[str, ...]:
-    """The fields tried, in order: only ``--text-field`` when given, else "ocr" then "text"."""
-    if text_field is None:
-        return TEXT_FIELDS
-    if not text_field.strip():
-        raise RvlError("--text-field: the field name is empty")
-    return (text_field,)
-
-
 def iter_inputs(
     inputs: Sequence[str], *, text_field: str | None = None, stdin: IO[str] | None = None,
     ocr_data: Path | str | None = None,
@@ -113,25 +99,23 @@ def iter_inputs(
         raise RvlError("no INPUT: name files, folders, or - for JSON lines on standard input")
     if list(inputs).count(STDIN) > 1:
         raise RvlError("INPUT - is given more than once: standard input can be read only once")
-    reader = _Reader(text_fields(text_field), _scan_settings(ocr_data))
+    if text_field is not None and not text_field.strip():
+        raise RvlError("--text-field: the field name is empty")
+    # The training data's OCR settings, found once and only when a scan needs them.
+    settings = functools.cache(lambda: None if ocr_data is None else find_ocr_settings(ocr_data))
+    reader = _Reader(TEXT_FIELDS if text_field is None else (text_field,), settings)
     return reader.all(list(inputs), sys.stdin if stdin is None else stdin)
-
-
-def _scan_settings(data: Path | str | None) -> ScanSettings:
-    """The OCR settings of the training data, found once and only when a scan needs them."""
-    return functools.cache(lambda: find_ocr_settings(data) if data is not None else None)
 
 
 @dataclass(frozen=True)
 class _Reader:
     fields: tuple[str, ...]
-    scan_settings: ScanSettings
+    scan_settings: Callable[[], OcrSettings | None]
 
     def all(self, inputs: list[str], stdin: IO[str]) -> Iterator[Item]:
         for given in inputs:
             if given == STDIN:
-                lines: Iterable[bytes | str] = getattr(stdin, "buffer", stdin)
-                yield from self.lines(lines, STDIN)
+                yield from self.lines(getattr(stdin, "buffer", stdin), STDIN)
             else:
                 yield from self.path(given)
 
@@ -139,10 +123,8 @@ class _Reader:
         try:
             mode = os.stat(path).st_mode
         except OSError as err:
-            if isinstance(err, FileNotFoundError) and not os.path.islink(path):
-                yield BadInput(path, "no such file or folder")
-            else:
-                yield BadInput(path, read_problem(path, err))
+            missing = isinstance(err, FileNotFoundError) and not os.path.islink(path)
+            yield BadInput(path, "no such file or folder" if missing else read_problem(path, err))
             return
         if stat.S_ISDIR(mode):
             yield from self.folder(path)
@@ -150,7 +132,7 @@ class _Reader:
         if _kind(path) is None:
             extension = os.path.splitext(path)[1]
             what = f"unknown extension {extension!r}" if extension else "no extension"
-            yield BadInput(path, f"{what} (an INPUT file is {_kinds_phrase()})")
+            yield BadInput(path, f"{what} (an INPUT file is {KINDS_PHRASE})")
             return
         yield from self.file(path, path)
 
@@ -161,7 +143,7 @@ class _Reader:
             yield BadInput(folder, f"cannot list the folder ({err.strerror or err})")
             return
         if not names:  # a wrong folder should not pass as "no documents"
-            yield BadInput(folder, f"the folder holds no {_kinds_phrase()} files")
+            yield BadInput(folder, f"the folder holds no {KINDS_PHRASE} files")
         for name in names:  # a file's id in a folder is its name, as prepare's
             yield from self.file(os.path.join(folder, name), name)
 
@@ -215,14 +197,15 @@ class _Reader:
         with file:
             yield from self.lines(file, path)
 
-    def lines(self, lines: Iterable[bytes | str], name: str) -> Iterator[Item]:
+    def lines(self, stream: IO[bytes] | IO[str], name: str) -> Iterator[Item]:
         """One document a non-empty line, its id by default its row number as the table layer
         counts (from 0, blank lines not counted); each line is decoded alone, so a bad byte or a
         malformed line costs that line only. Read here, not by pyarrow: standard input, and a
         line that never ends stops at MAX_DOCUMENT_BYTES."""
         number, row = 0, 0
         try:
-            for number, line in enumerate(_bounded_lines(lines), start=1):
+            while line := stream.readline(MAX_DOCUMENT_BYTES + 1):  # a longer one: stop, below
+                number += 1
                 if len(line) > MAX_DOCUMENT_BYTES:  # a line that never ends: stop the file here
                     yield BadInput(f"{name}:{number}", f"a line longer than "
                                    f"{MAX_DOCUMENT_BYTES >> 20} MiB; the rest of {name} is not "
@@ -241,7 +224,7 @@ class _Reader:
         try:
             doc_id, body = parse_document(text, self.fields, default_id, line=line)
         except BadRecord as err:
-            return BadInput(source, err.reason)
+            return BadInput(source, str(err))
         return InputDocument(doc_id, body, source, replaced)
 
 
@@ -263,28 +246,8 @@ def _kind(name: str) -> str | None:
     return extension if extension in FILE_KINDS else None
 
 
-def _kinds_phrase() -> str:
-    return ".json, .txt, .jsonl, .csv, .parquet, image or .pdf"
-
-
 def _whole_characters(raw: bytes) -> bytes:
     """``raw`` less a UTF-8 character that a cut split (it would count as replaced bytes)."""
-    for back in range(1, min(4, len(raw)) + 1):
-        byte = raw[-back]
-        if byte < 0x80:
-            return raw
-        if byte >= 0xC0:  # a lead byte: its sequence is 2, 3 or 4 bytes long
-            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return raw[:-back] if length > back else raw
-    return raw
-
-
-def _bounded_lines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
-    """The lines of a file or stream, each read up to ``MAX_DOCUMENT_BYTES + 1`` (a longer one
-    is yielded at that length, and the caller stops)."""
-    readline = getattr(lines, "readline", None)
-    if readline is None:  # a plain iterable of lines (tests): already in memory
-        yield from lines
-        return
-    while line := readline(MAX_DOCUMENT_BYTES + 1):
-        yield line
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder.decode(raw[-4:])  # a character cut at the end stays in the decoder's buffer
+    return raw[: len(raw) - len(decoder.getstate()[0])]

@@ -1,11 +1,8 @@
 """Predict's records: JSON lines on standard output, or ``-o PATH`` as .jsonl, .csv or .tsv.
 
-A record is ``{"id": str, "label": str | null, "probability": float, "top_k": [{"label": str,
-"probability": float}, ...], "truncated": bool}``. ``RecordWriter`` takes records in batches as
-the model produces them. On standard output each batch is flushed at once, so a consumer sees
-results as they come. A file is written to a temporary file beside PATH and renamed over it only
-when the run ends cleanly: a crash, Ctrl-C or full disk leaves the previous PATH as it was and no
-partial file behind.
+``RecordWriter`` takes records in batches as the model produces them. On standard output each
+batch is flushed at once; a file is written beside PATH and renamed over it only when the run
+ends cleanly, so a crash, Ctrl-C or full disk leaves the previous PATH as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -69,13 +67,10 @@ def check_output(path: Path | str | None, inputs: Sequence[str] = ()) -> str:
 def _check_not_an_input(path: Path, inputs: Sequence[str]) -> None:
     real = os.path.realpath(path)  # follows a symbolic link to an input
     for given in inputs:
-        if given == "-":
-            continue
-        if not os.path.exists(given):
+        if given == "-" or not os.path.exists(given):
             continue  # a missing INPUT is named when it is read
-        same = real == os.path.realpath(given) or (
-            path.exists() and os.path.samefile(path, given))  # a hard link too
-        if same:
+        if real == os.path.realpath(given) or (
+                path.exists() and os.path.samefile(path, given)):  # a hard link too
             raise RvlError(f"-o {path}: is the INPUT {given}; predictions would replace the "
                            "documents; name another output file")
         if os.path.isdir(given) and os.path.dirname(real) == os.path.realpath(given):
@@ -149,13 +144,10 @@ class RecordWriter:
             self._out = open(  # closed in __exit__, once the records are in
                 self._temp, "w", encoding="utf-8", errors="backslashreplace", newline="")
             if self.format in _DELIMITERS:
-                delimiter = _DELIMITERS[self.format]
-                writer = csv.writer(self._out, delimiter=delimiter,
-                                    lineterminator="\n")  # quotes only the fields that need it
-                self._write_row = writer.writerow
-                self._write_quoted = csv.writer(self._out, delimiter=delimiter,
-                                                lineterminator="\n",
-                                                quoting=csv.QUOTE_ALL).writerow
+                writer = partial(csv.writer, self._out, delimiter=_DELIMITERS[self.format],
+                                 lineterminator="\n")
+                self._write_row = writer().writerow  # quotes only the fields that need it
+                self._write_quoted = writer(quoting=csv.QUOTE_ALL).writerow
                 self._write_row(csv_header(self.top_k))
         except OSError as err:
             self._discard()

@@ -1,28 +1,25 @@
 """``run_predict``: a checkpoint + unlabelled documents -> one record per document, in input order.
 
-Read top to bottom: check the output and the checkpoint's recipe; make sure there is input at
-all; load the checkpoint once as a :class:`Classifier`; then stream the documents in chunks
-(read, cut and tokenised by the pipeline, scored, written), so memory stays flat whatever the
-input's size. Under ``accelerate launch`` every process reads the same chunk, scores a contiguous
-share of it and the shares are gathered in order on rank 0, which alone writes. A bad input is
-reported by name and skipped; the others are kept.
+The documents stream in chunks (read, cut and tokenised, scored, written), so memory stays flat
+whatever the input's size. Under ``accelerate launch`` every process reads the same chunk and
+scores a contiguous share of it; rank 0 gathers the shares in order and alone writes. A bad input
+is reported by name and skipped; the others are kept.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
 from rvl_llm.errors import RvlError
 from rvl_llm.inference.checkpoint import weights_folder
 from rvl_llm.inference.distributed import contiguous_share, gather_in_rank_order, process_state
-from rvl_llm.logs import Log
+from rvl_llm.logs import Log, quiet
 from rvl_llm.pipeline.corpus import is_empty_text
 from rvl_llm.predict.classifier import TEXTS_PER_PASS, Classifier
 from rvl_llm.predict.config import PredictConfig
@@ -40,7 +37,6 @@ from rvl_llm.recipe import Recipe
 if TYPE_CHECKING:
     from rvl_llm.pipeline.rows import PromptRows
 
-T = TypeVar("T")
 SHOWN_DUPLICATES = 10  # duplicate ids named one a line; the summary counts them all
 
 
@@ -51,32 +47,28 @@ class PredictResult:
     truncated: int  # documents cut to fit max-len
     seconds: float  # from the model loaded to the last record written
     out: Path | None  # None: standard output
-    is_main: bool = True  # False on the other processes of a launch (they write nothing)
-    counts: DocumentCounts | None = None  # what prepare counts too, and repeated ids
+    is_main: bool  # False on the other processes of a launch (they write nothing)
+    counts: DocumentCounts  # what prepare counts too, and repeated ids
 
     def summary(self) -> str:
         """The closing line on standard error."""
         where = str(self.out) if self.out is not None else "standard output"
-        c = self.counts or DocumentCounts()
+        c = self.counts
+        rate = self.documents / self.seconds if self.seconds > 0 else 0.0
         return (f"predict: {self.documents} documents to {where} in {self.seconds:.1f}s "
-                f"({self.docs_per_second:.1f} docs/s), {self.truncated} truncated, "
+                f"({rate:.1f} docs/s), {self.truncated} truncated, "
                 f"{c.empty} empty, {c.replaced_utf8} not UTF-8 (bytes replaced), "
                 f"{c.cut} cut at read, {c.duplicate_ids} duplicate ids, "
                 f"{len(self.skipped)} skipped")
 
-    @property
-    def docs_per_second(self) -> float:
-        return self.documents / self.seconds if self.seconds > 0 else 0.0
 
-
-def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | None = None,
+def run_predict(cfg: PredictConfig, log: Log = quiet, *, stdin: IO[str] | None = None,
                 stdout: IO[str] | None = None) -> PredictResult:
-    say = log or (lambda _msg: None)
     if cfg.out is not None:
         check_output(cfg.out, cfg.inputs)
     checkpoint = weights_folder(cfg.checkpoint)
     recipe = Recipe.read(checkpoint)  # a bad -c is named before any input is read
-    state = _process_state()
+    state = process_state()
     world, rank, is_main = state.num_processes, state.process_index, state.is_main_process
     if STDIN in cfg.inputs and world > 1:
         raise RvlError("INPUT -: standard input reaches one process only; under a "
@@ -91,22 +83,24 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
         checkpoint, device=str(state.device) if world > 1 else None, max_len=cfg.max_len,
         batch_size=cfg.batch_size, class_chunk=cfg.class_chunk,
         trust_remote_code=cfg.trust_remote_code)
-    say(f"predict: {checkpoint} ({classifier.recipe.mode}, {len(classifier.labels)} labels, "
+    log(f"predict: {checkpoint} ({classifier.recipe.mode}, {len(classifier.labels)} labels, "
         f"max-len {classifier.max_len}"
         + (f", {world} processes" if world > 1 else "") + ")")
     start = time.perf_counter()
     documents, truncated, skipped, counts = 0, 0, [], DocumentCounts()
-    chunks = _chunks(itertools.chain([first], items), TEXTS_PER_PASS * world)
+    stream = itertools.chain([first], items)
+    chunks = iter(lambda: list(itertools.islice(stream, TEXTS_PER_PASS * world)), [])
 
-    def read_next() -> _Chunk | None:
-        """The next chunk: every item, and this process's share as prompt rows."""
+    def read_next() -> tuple[list[Any], list[InputDocument], PromptRows] | None:
+        """The next chunk: every item as read, this process's contiguous share of its documents
+        and their prompt rows (one per document, or its windows)."""
         chunk = next(chunks, None)
         if chunk is None:
             return None
         docs = [item for item in chunk if isinstance(item, InputDocument)]
         begin, end = contiguous_share(len(docs), rank, world)
         mine = docs[begin:end]
-        return _Chunk(chunk, mine, classifier.rows.prompt_rows([d.text for d in mine]))
+        return chunk, mine, classifier.rows.prompt_rows([d.text for d in mine])
 
     writer = RecordWriter(cfg.out, top_k=cfg.top_k, stdout=stdout) if is_main else nullcontext()
     # One chunk is read and tokenised ahead by a thread while the model scores this one (both
@@ -114,12 +108,12 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
     with writer as sink, _progress(cfg.progress if is_main else False) as bar, \
             ThreadPoolExecutor(max_workers=1) as reader:
         for stale in sink.removed_stale if is_main else []:
-            say(f"removed {stale}: the temporary file of a predict run that was killed")
+            log(f"removed {stale}: the temporary file of a predict run that was killed")
         ahead = reader.submit(read_next)
         while (current := ahead.result()) is not None:
             ahead = reader.submit(read_next)
-            mine = current.mine
-            scored = classifier.score_rows(current.rows) if mine else None
+            items_read, mine, rows = current
+            scored = classifier.score_rows(rows) if mine else None
             predictions = (classifier.predictions(scored, cfg.top_k, cfg.min_probability)
                            if scored else [])
             # A document cut at read is truncated whatever its row says.
@@ -132,13 +126,13 @@ def run_predict(cfg: PredictConfig, log: Log | None = None, *, stdin: IO[str] | 
             sink.write(gathered)
             documents += len(gathered)
             truncated += sum(record["truncated"] for record in gathered)
-            for item in current.items:
+            for item in items_read:
                 if isinstance(item, BadInput):
                     skipped.append(item)
-                    say(f"skipped {item.source}: {item.reason}")
+                    log(f"skipped {item.source}: {item.reason}")
                 else:
-                    counts.add(item, say)
-            bar.update(len(current.items))
+                    counts.add(item, log)
+            bar.update(len(items_read))
         if is_main and documents == 0:  # raised inside: nothing is written
             raise RvlError(f"INPUT {' '.join(cfg.inputs)}: no document could be read "
                            f"({len(skipped)} skipped, listed above)")
@@ -173,23 +167,6 @@ class DocumentCounts:
                 say(f"warning: duplicate id {doc.id!r} at {doc.source} (an earlier document "
                     "has it); both records are written")
         self._seen.add(key)
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    items: list[InputDocument | BadInput]  # as read, in input order
-    mine: list[InputDocument]  # this process's contiguous share of the documents
-    rows: PromptRows  # their prompt rows (one per document, or its windows)
-
-
-def _process_state() -> Any:
-    return process_state()
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def _progress(enabled: bool | None) -> Any:

@@ -17,30 +17,3 @@
 
 Importing this package is cheap: torch and transformers load only when a model is built.
 """
-
-from rvl_llm.sample.corpus import (
-    generate_document,
-    split_documents,
-    write_corpus,
-    write_unlabelled,
-)
-from rvl_llm.sample.models import (
-    build_sample,
-    build_tiny_llama3,
-    build_tiny_mistral,
-    sample_is_complete,
-)
-from rvl_llm.sample.scans import build_scans, character_error_rate
-
-__all__ = [
-    "build_sample",
-    "build_scans",
-    "build_tiny_llama3",
-    "build_tiny_mistral",
-    "character_error_rate",
-    "generate_document",
-    "sample_is_complete",
-    "split_documents",
-    "write_corpus",
-    "write_unlabelled",
-]

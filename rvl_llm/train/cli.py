@@ -1,17 +1,11 @@
-"""``rvl-llm train``: flags -> TrainConfig -> run_train. Imports nothing heavy at load time.
-
-The options come from the config fields (``rvl_llm.options``): the prepare settings of
-PrepareConfig, the training settings of TrainSettings and the run's own of TrainConfig
-(``rvl_llm.train.run_config.TRAIN_OPTIONS``).
-"""
+"""``rvl-llm train``: flags -> TrainConfig -> run_train. Imports nothing heavy at load time."""
 
 from __future__ import annotations
 
 import click
 
 from rvl_llm.config_file import config_file_option
-from rvl_llm.train.config import TrainConfig
-from rvl_llm.train.run_config import train_options
+from rvl_llm.train.config import TrainConfig, train_options
 
 
 @click.command("train")

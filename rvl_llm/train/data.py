@@ -1,7 +1,5 @@
-"""Datasets from the manifest's shards and the collators that pad them into batches.
-
-Rows come tokenised and masked from prepare; nothing here tokenises. The datasets stay
-memory-mapped Arrow tables; only the rows of one batch become arrays, in the collator.
+"""Datasets from the manifest's shards (tokenised and masked by prepare, memory-mapped) and the
+collators that pad one batch of them into arrays.
 """
 
 from __future__ import annotations

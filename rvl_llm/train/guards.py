@@ -1,9 +1,5 @@
-"""Stop a run whose loss or weights stop being finite, before it saves, validates or finishes.
-
-Without this, ``-l inf`` or any diverging run ends with exit 0 and a ``final/`` of NaN weights.
-The callback checks the logged loss and gradient norm (cheap, every log), and every trainable
-weight whenever a checkpoint, a validation or the end of training is due, so no checkpoint and
-no ``final/`` is ever written from weights that are not finite.
+"""Stop a run whose loss or weights stop being finite, before it saves, validates or finishes:
+without this, ``-l inf`` or any diverging run ends with exit 0 and a ``final/`` of NaN weights.
 """
 
 from __future__ import annotations
@@ -42,10 +38,8 @@ def non_finite_logs(logs: dict[str, Any]) -> str | None:
 
 
 def weights_finite(model: Any) -> bool:
-    """True when every trainable parameter is finite: one flag per chunk, one sync per device.
-
-    isfinite, not a norm or a sum: a sum of large finite bf16/fp16 values can overflow to inf.
-    """
+    """True when every trainable parameter is finite: one flag per chunk, one sync per device
+    (isfinite, not a sum: a sum of large finite bf16/fp16 values can overflow to inf)."""
     import torch
 
     flags: dict[Any, list[Any]] = {}
@@ -73,8 +67,7 @@ def finite_guard(run_dir: Path) -> Any:
     from transformers import TrainerCallback
 
     class FiniteGuard(TrainerCallback):
-        def __init__(self) -> None:
-            self.checked_step = -1  # on_step_end and on_epoch_end may both come for one step
+        checked_step = -1  # on_step_end and on_epoch_end may both come for one step
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
@@ -93,8 +86,7 @@ def finite_guard(run_dir: Path) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._check_weights(state, control, kwargs.get("model"))
 
-        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self._check_weights(state, control, kwargs.get("model"))
+        on_epoch_end = on_step_end
 
         def _check_weights(self, state: Any, control: Any, model: Any) -> None:
             due = (control.should_save or control.should_evaluate

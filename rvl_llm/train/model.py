@@ -1,7 +1,5 @@
-"""Loading the model and making the right parts trainable: classifier head, LoRA, QLoRA or all.
-
-Also the checks that need to know the machine (bitsandbytes, unsloth, a GPU, bf16, a
-multi-process launch): they run before anything is prepared, loaded or written.
+"""Loading the model and making the right parts trainable: classifier head, LoRA, QLoRA or all;
+and the checks that need to know the machine, run before anything is prepared or written.
 """
 
 from __future__ import annotations
@@ -32,13 +30,8 @@ UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_p
 
 def resolve_mixed_precision(choice: str | None, say: Log | None = None) -> str:
     """``--mixed-precision`` to what runs, as the recipe records it: "fp32", "bf16" or "fp16";
-    ``say`` is told what ``auto`` chose and why.
-
-    ``auto`` is bf16 on a CUDA GPU that has it, fp16 on one that has not, and fp32 without CUDA.
-    CPU autocast runs bf16, but without AMX/AVX512-BF16 it is emulated and slower than fp32, and
-    validation under it can score differently from the fp32 reload eval does; ask for
-    ``--mixed-precision bf16`` to have it anyway.
-    """
+    ``say`` is told what ``auto`` chose and why. ``auto`` is fp32 without CUDA: CPU bf16 is
+    emulated without AMX/AVX512-BF16, slower than fp32, and can score differently from eval."""
     if choice in (None, "fp32", "no"):  # None: the flag's off value in a config file
         return "fp32"
     if choice == "auto":
@@ -158,19 +151,20 @@ def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> An
                 use_gradient_checkpointing=cfg.settings.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
-        lora = LoraConfig(
-            r=cfg.settings.lora_rank,
-            lora_alpha=cfg.settings.lora_alpha,
-            lora_dropout=cfg.settings.lora_dropout,
-            target_modules=targets,
-            modules_to_save=[head] if head else None,  # the new head is trained and saved
-            task_type="CAUSAL_LM" if cfg.data.generative else "SEQ_CLS",
-        )
+        lora = LoraConfig(**_lora_settings(cfg, head), target_modules=targets,
+                          task_type="CAUSAL_LM" if cfg.data.generative else "SEQ_CLS")
         model = get_peft_model(model, lora)
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()  # e.g. the head copied from a bf16 base
     return model
+
+
+def _lora_settings(cfg: TrainConfig, head: str | None) -> dict[str, Any]:
+    """peft's and unsloth's LoRA settings; the new head (not generative) is trained and saved."""
+    return {"r": cfg.settings.lora_rank, "lora_alpha": cfg.settings.lora_alpha,
+            "lora_dropout": cfg.settings.lora_dropout,
+            "modules_to_save": [head] if head else None}
 
 
 def _device_map(cfg: TrainConfig) -> Any:
@@ -192,6 +186,7 @@ def _load_with_unsloth(
     os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")  # our loss needs the logits
     from unsloth import FastLanguageModel
 
+    checkpointing = "unsloth" if cfg.settings.gradient_checkpointing else False
     extra: dict[str, Any] = {}
     if not cfg.data.generative:
         extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
@@ -204,22 +199,15 @@ def _load_with_unsloth(
         full_finetuning=cfg.settings.trainable == "full",
         device_map="auto" if cfg.settings.split_model else "sequential",
         trust_remote_code=cfg.data.trust_remote_code,
-        use_gradient_checkpointing="unsloth" if cfg.settings.gradient_checkpointing else False,
+        use_gradient_checkpointing=checkpointing,
         random_state=cfg.settings.seed,
         **extra,
     )
     model.config.pad_token_id = pad_token_id
     if cfg.settings.trainable in ("lora", "qlora"):
         targets = lora_targets(preset)
-        head = None if cfg.data.generative else head_name(model)
         model = FastLanguageModel.get_peft_model(
-            model,
-            r=cfg.settings.lora_rank,
-            lora_alpha=cfg.settings.lora_alpha,
-            lora_dropout=cfg.settings.lora_dropout,
+            model, **_lora_settings(cfg, None if cfg.data.generative else head_name(model)),
             target_modules=list(UNSLOTH_ALL_LINEAR) if targets == "all-linear" else targets,
-            modules_to_save=[head] if head else None,
-            use_gradient_checkpointing="unsloth" if cfg.settings.gradient_checkpointing else False,
-            random_state=cfg.settings.seed,
-        )
+            use_gradient_checkpointing=checkpointing, random_state=cfg.settings.seed)
     return model

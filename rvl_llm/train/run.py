@@ -2,9 +2,7 @@
 
 Top to bottom: resolve the model and the preset's defaults; check the log folder, the run folder
 and the machine (nothing is touched before every check passed); lock the run; prepare the shards
-(rank 0 first under a multi-process launch); load tokenizer and model; train with validation each
-epoch and a guard against non-finite weights; write ``final/``. The Trainer's knobs (schedule,
-validation and checkpoint frequency, --trainer-arg) become TrainingArguments in ``arguments.py``.
+(rank 0 first); load tokenizer and model; train with validation and a finite guard; write final/.
 """
 
 from __future__ import annotations
@@ -13,45 +11,51 @@ import shutil
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rvl_llm import __version__
 from rvl_llm.compat import close_progress_bars
 from rvl_llm.errors import RvlError
 from rvl_llm.inference.base_model import cpu_only, resolve_pad_token
 from rvl_llm.logs import Log
-from rvl_llm.options import CLI_KEY
+from rvl_llm.options import long_option
 from rvl_llm.pipeline.config import SourceSettings
 from rvl_llm.pipeline.prepare import PrepareResult, run_prepare
 from rvl_llm.pipeline.prompt import PromptSettings
 from rvl_llm.pipeline.tokenize import load_tokenizer
-from rvl_llm.presets import resolve_model
+from rvl_llm.presets import ModelSource, resolve_model
 from rvl_llm.recipe import RECIPE_NAME, Recipe
-from rvl_llm.train.arguments import METRIC, early_stopping, save_at_end, training_arguments
-from rvl_llm.train.checkpoint import accuracies, build_recipe, recipe_callback
+from rvl_llm.train.arguments import (
+    METRIC,
+    accuracies,
+    early_stopping,
+    recipe_callback,
+    save_at_end,
+    training_arguments,
+)
 from rvl_llm.train.class_weights import check_weights_spec, resolve_class_weights
-from rvl_llm.train.config import TrainConfig, with_preset_defaults
+from rvl_llm.train.config import TrainConfig, with_preset_defaults, write_run_config
 from rvl_llm.train.data import make_collator, train_dataset, validation_dataset
 from rvl_llm.train.guards import finite_guard
 from rvl_llm.train.model import (
     check_environment,
     load_model,
-    lora_targets,
     quantization_settings,
     resolve_mixed_precision,
 )
-from rvl_llm.train.run_config import write_run_config
 from rvl_llm.train.run_folder import (
     FINAL_DIR,
     check_log_dir,
     check_overwritable,
     checkpoint_problem,
-    has_run,
     is_run_folder,
     resume_point,
     run_lock,
+    run_recipe,
     save_failure,
     set_aside,
 )
@@ -106,7 +110,7 @@ def check_run_dir(cfg: TrainConfig) -> None:
         raise RvlError(f"--name {cfg.name}: {run} holds files that are not a run of rvl-llm; "
                        "choose another --name or --log-dir")
     if cfg.resume:
-        if not has_run(run):  # nothing to continue: training from scratch would surprise
+        if run.is_symlink() or run_recipe(run) is None:  # from scratch would surprise
             raise RvlError(f"--resume: {run} holds no run to continue (no {RECIPE_NAME} of "
                            "rvl-llm); drop --resume to start it, or check --name and --log-dir")
         return
@@ -116,6 +120,45 @@ def check_run_dir(cfg: TrainConfig) -> None:
     if is_run_folder(run):
         raise RvlError(f"--name {cfg.name}: {run} holds checkpoints of an unfinished run; pass "
                        "--resume to continue it or --overwrite to start again")
+
+
+def build_recipe(cfg: TrainConfig, source: ModelSource, prepared: PrepareResult, *,
+                 pad_token: str, mixed_precision: str | None,
+                 class_weights: tuple[float, ...] | None = None) -> Recipe:
+    """Everything eval, predict and resume need: the prompt prepare resolved (every stage
+    renders from it), and the prepare settings with what depends on the working folder made
+    absolute, the label set inline (eval lists its split with them) and the prompt settings
+    as resolved (a location has no preset to resolve the style from again)."""
+    resolved = {f.name: getattr(prepared.prompt.settings, f.name) for f in fields(PromptSettings)}
+    data = replace(cfg.data.resolved(), **resolved, model=source.location,
+                   labels=prepared.prompt.labels, labels_file=None, progress=None)
+    return Recipe(
+        run_name=cfg.name,
+        model=cfg.data.model,
+        model_location=source.location,
+        data=data,
+        prompt=prepared.prompt,
+        settings=cfg.settings,
+        pad_token=pad_token,
+        lora_targets=source.preset.lora_targets if source.preset else "all-linear",
+        quantization=quantization_settings(cfg.settings.trainable or ""),
+        mixed_precision=mixed_precision,
+        cache_key=prepared.manifest.key,
+        versions=_versions(),
+        command=" ".join(sys.argv),
+        class_weights=class_weights,
+    )
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    found["rvl_llm"] = __version__
+    return found
 
 
 def _train(cfg: TrainConfig, source: Any, prepared: PrepareResult, mixed_precision: str | None,
@@ -135,13 +178,8 @@ def _train(cfg: TrainConfig, source: Any, prepared: PrepareResult, mixed_precisi
     if weights is not None and state.is_main_process:
         say("train: class weights " + ", ".join(
             f"{name} {w:.3g}" for name, w in zip(manifest.labels, weights, strict=True)))
-    recipe = replace(build_recipe(
-        cfg, source, prepared,
-        pad_token=tokenizer.pad_token,
-        lora_targets=lora_targets(source.preset),
-        quantization=quantization_settings(cfg.settings.trainable or ""),
-        mixed_precision=mixed_precision,
-    ), class_weights=weights)
+    recipe = build_recipe(cfg, source, prepared, pad_token=tokenizer.pad_token,
+                          mixed_precision=mixed_precision, class_weights=weights)
     resume_from = _resume_point(cfg, recipe, say) if state.is_main_process else None
     if cfg.resume and state.num_processes > 1:  # rank 0 chose (and set aside); all follow it
         from accelerate.utils import broadcast_object_list
@@ -197,11 +235,11 @@ def _resume_identity(recipe: Recipe) -> dict[str, Any]:
     """What a resumed run must share with the run it continues, compared one by one so the
     message names it: where its documents come from (every source setting), the prompt its rows
     were rendered from (every resolved prompt setting), the model and adapters."""
-    source = {_flag(f): getattr(recipe.data, f.name) for f in fields(SourceSettings)}
-    prompt = {_flag(f): getattr(recipe.prompt.settings, f.name) for f in fields(PromptSettings)}
+    # Each by its long option (--data), else its field name (labels).
     return {
-        **source,
-        **prompt,
+        **{long_option(f) or f.name: getattr(recipe.data, f.name) for f in fields(SourceSettings)},
+        **{long_option(f) or f.name: getattr(recipe.prompt.settings, f.name)
+           for f in fields(PromptSettings)},
         "the prompt": recipe.prompt,  # what the settings resolved to (template, tokenizer)
         "model_location": recipe.model_location,
         "cache_key": recipe.cache_key,
@@ -211,12 +249,6 @@ def _resume_identity(recipe: Recipe) -> dict[str, Any]:
         "lora_alpha": recipe.settings.lora_alpha,
         "quantization": recipe.quantization,
     }
-
-
-def _flag(f: Any) -> str:
-    """A setting's long option (``--data``), else its field name (``labels``)."""
-    declarations = f.metadata.get(CLI_KEY, ((),))[0]
-    return next((d for d in declarations if d.startswith("--")), f.name)
 
 
 def _resume_point(cfg: TrainConfig, recipe: Recipe, say: Log) -> str | None:

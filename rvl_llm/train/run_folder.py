@@ -1,11 +1,8 @@
 """What a run folder ``LOG_DIR/NAME/`` is, and how to use one safely.
 
-A run of ``rvl-llm train`` writes ``recipe.json``, the Trainer's ``checkpoint-N/`` folders and
-``final/``. The checks here run before anything is touched: ``--overwrite`` deletes only runs,
-``--log-dir`` is writable before prepare and the model load, one ``train`` per name at a time
-(``run_lock``), and a checkpoint half-written when the process was killed is told apart from a
-complete one and set aside as ``incomplete-checkpoint-N`` so neither we nor the Trainer resume
-from it.
+``--overwrite`` deletes only runs, ``--log-dir`` is proved writable before anything is touched,
+one ``train`` per name runs at a time, and a checkpoint half-written when the process was killed
+is set aside as ``incomplete-checkpoint-N`` so neither we nor the Trainer resume from it.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from rvl_llm.inference.checkpoint import (
     MODEL_WEIGHTS,
 )
 from rvl_llm.recipe import RECIPE_NAME, Recipe
-from rvl_llm.train.run_config import RUN_CONFIG_NAME
+from rvl_llm.train.config import RUN_CONFIG_NAME
 
 INCOMPLETE_PREFIX = "incomplete-"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's TRAINER_STATE_NAME
@@ -112,16 +109,14 @@ def foreign_files(run_dir: Path) -> list[str]:
         if name.startswith(TEMP_PREFIX) or (entry.is_file() and name in (RECIPE_NAME,
                                                                          RUN_CONFIG_NAME)):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            if name == FINAL_DIR or _CHECKPOINT.match(name) or _INCOMPLETE.match(name):
-                found += [f"{name}/{p}" for p in _foreign_in_save(entry)]
-                continue
-            if name == EVAL_DIR:
-                found += [f"{name}/{p}" for p in _foreign_in(entry, EVAL_FILES)]
-                continue
-            if name == TRACKER_DIR:
-                continue  # the trackers' own logs
-        found.append(name + ("/" if entry.is_dir() else ""))
+        if entry.is_symlink() or not entry.is_dir():
+            found.append(name + ("/" if entry.is_dir() else ""))
+        elif name == FINAL_DIR or _CHECKPOINT.match(name) or _INCOMPLETE.match(name):
+            found += [f"{name}/{p}" for p in _foreign_in_save(entry)]
+        elif name == EVAL_DIR:
+            found += [f"{name}/{p}" for p in _foreign_in(entry, EVAL_FILES)]
+        elif name != TRACKER_DIR:  # the trackers' own logs are theirs
+            found.append(name + "/")
     return found
 
 
@@ -146,16 +141,9 @@ def _foreign_in(folder: Path, patterns: tuple[str, ...]) -> list[str]:
                   and not any(fnmatch(p.name, pattern) for pattern in patterns))
 
 
-def has_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a run that --resume can continue (its recipe reads)."""
-    return run_dir.is_dir() and not run_dir.is_symlink() and run_recipe(run_dir) is not None
-
-
 def check_log_dir(log_dir: Path) -> None:
-    """Create ``log_dir`` if missing and prove a file can be made and removed in it.
-
-    A probe, not ``os.access``: root passes every access check, a read-only mount does not.
-    """
+    """Create ``log_dir`` if missing and prove a file can be made and removed in it (a probe,
+    not ``os.access``: root passes every access check, a read-only mount does not)."""
     if log_dir.exists() and not log_dir.is_dir():
         raise RvlError(f"--log-dir: {log_dir} is a file, not a folder")
     try:
@@ -177,13 +165,9 @@ def _reason(err: OSError) -> str:
 
 @contextmanager
 def run_lock(log_dir: Path, name: str) -> Iterator[None]:
-    """Hold ``log_dir/.NAME.lock`` for a whole train; a second holder is refused at once.
-
-    The lock lives beside the run folder, so replacing the run folder keeps it. The OS frees it
-    when the process dies (kill -9 included). A fresh, non-singleton, not thread-local lock:
-    filelock re-enters a lock through the same object, but a second object is refused, in this
-    process as in any other.
-    """
+    """Hold ``log_dir/.NAME.lock`` (beside the run folder, which --overwrite replaces) for a
+    whole train; a second holder is refused at once, the OS frees it when the process dies."""
+    # Non-singleton, not thread-local: a second lock object is refused, in this process too.
     path = log_dir / f".{name}.lock"
     lock = FileLock(str(path), timeout=0, thread_local=False, is_singleton=False)
     try:
@@ -223,14 +207,8 @@ def _has_weights(folder: Path) -> bool:
 
 def checkpoint_problem(folder: Path) -> str | None:
     """Why ``folder`` is not a checkpoint to resume from, or None when its save finished and
-    its files read.
-
-    The Trainer writes weights, optimiser, scheduler, rng and trainer_state.json, then our
-    on_save callback writes recipe.json last: a parseable recipe means the rest was written.
-    The other checks catch a folder whose recipe came from elsewhere, or whose files were
-    damaged after the save (a truncated copy): weights are checked as eval checks them, the
-    Trainer's torch files by their zip directory (at the end of the file).
-    """
+    its files read. Our on_save callback writes recipe.json last, after the Trainer's files;
+    the other checks catch a recipe from elsewhere or files damaged after the save."""
     if not folder.is_dir():
         return "not a folder"
     if _json_object(folder / RECIPE_NAME) is None:
@@ -246,8 +224,8 @@ def checkpoint_problem(folder: Path) -> str | None:
 
 
 def _reads(path: Path) -> bool:
-    """A safetensors file's header covers the whole file (eval's check_weights); a torch file's
-    zip directory is there. Other files are not checked."""
+    """A safetensors file's header covers the whole file; a torch file's zip directory (at its
+    end) is there. Other files are not checked."""
     if fnmatch(path.name, "*.safetensors"):
         from safetensors import SafetensorError, safe_open  # a Rust binding, light to import
 
@@ -270,20 +248,14 @@ def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """``checkpoint-N`` folders by N, oldest first (a name sort puts 10 before 9)."""
     if not run_dir.is_dir():
         return []
-    found = []
-    for path in run_dir.iterdir():
-        match = _CHECKPOINT.match(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    matches = ((_CHECKPOINT.match(path.name), path) for path in run_dir.iterdir())
+    return sorted((int(match.group(1)), path) for match, path in matches
+                  if match and path.is_dir())
 
 
 def resume_point(run_dir: Path) -> tuple[Path | None, list[Path]]:
-    """(the newest complete checkpoint or None, the incomplete ones newer than it, oldest first).
-
-    Incomplete folders older than the newest complete one are left alone: the Trainer's own
-    scans only ever pick the newest.
-    """
+    """(the newest complete checkpoint or None, the incomplete ones newer than it, oldest first);
+    older incomplete folders are left alone: the Trainer's own scans only pick the newest."""
     newer: list[Path] = []
     for _, path in reversed(_checkpoints(run_dir)):
         if is_complete_checkpoint(path):
@@ -293,11 +265,8 @@ def resume_point(run_dir: Path) -> tuple[Path | None, list[Path]]:
 
 
 def set_aside(folders: list[Path]) -> list[Path]:
-    """Rename each ``checkpoint-N`` to ``incomplete-checkpoint-N`` (``.1``, ``.2``... if taken).
-
-    The Trainer's scans (``checkpoint-*``) then skip it; nothing is deleted. Call it on the main
-    process only, under ``run_lock``.
-    """
+    """Rename each ``checkpoint-N`` to ``incomplete-checkpoint-N`` (``.1``, ``.2``... if taken),
+    which the Trainer's scans skip; nothing is deleted. Main process only, under ``run_lock``."""
     moved = []
     for folder in folders:
         target = folder.with_name(INCOMPLETE_PREFIX + folder.name)

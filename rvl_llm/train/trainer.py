@@ -1,19 +1,11 @@
 """The Trainer subclass: completion-only loss on the last positions, validation by real accuracy.
 
-Changes to ``transformers.Trainer``, each small (the private-method overrides, a head-only
-``_save`` and a length-grouped sampler fed a list, live in ``rvl_llm.compat``):
-
-- ``compute_loss``: generative runs ask the model for logits at the last ``K + 1`` positions only
-  (``logits_to_keep``), K = the longest completion. With left padding every completion lies
-  there; full logits of a Llama 3 batch (128k vocabulary) would cost GiBs for 3-5 useful tokens
-  per document. The sum over labelled tokens is divided by ``num_items_in_batch`` (labelled
-  tokens of the whole accumulated batch), so gradient accumulation weighs every token the same.
-- ``evaluate``: scores the validation split with ``rvl_llm.inference.scoring.predict`` (exact
-  label scoring; the Trainer's eval loop would reorder rows by length and hold full logits) and
-  reports accuracy and macro-F1, so ``load_best_model_at_end`` keeps the most accurate epoch.
-  The windows of one document (``--truncation chunks``) are aggregated into one prediction.
-- ``--class-weights``: each completion's (generative) or row's (classifier) loss term is
-  weighted by its class; the sum is divided by the unweighted count, as without weights.
+Generative runs ask the model for logits at the last ``K + 1`` positions only (K = the longest
+completion): with left padding every completion lies there, and full logits of a Llama 3 batch
+(128k vocabulary) would cost GiBs for 3-5 useful tokens per document. ``evaluate`` scores the
+validation split with exact label scoring (the Trainer's eval loop would reorder rows by length
+and hold full logits), so ``load_best_model_at_end`` keeps the most accurate epoch. The
+private-method overrides live in ``rvl_llm.compat``.
 """
 
 from __future__ import annotations
@@ -23,22 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from transformers import Trainer
 
 from rvl_llm.compat import TrainerOverrides
 from rvl_llm.inference.aggregate import aggregate_predictions
-from rvl_llm.inference.distributed import (
-    concatenate_predictions,
-    gather_in_rank_order,
-    share_of,
-)
+from rvl_llm.inference.distributed import concatenate_predictions, gather_in_rank_order, share_of
+from rvl_llm.inference.metrics import compute_metrics
+from rvl_llm.inference.scoring import predict
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 from rvl_llm.train.run_folder import save_failure
 
 if TYPE_CHECKING:
     import datasets
-    import torch
 
 # Classes scored together per document in validation: the prompt's KV cache is repeated this
 # many times, which bounds the extra memory next to the training state.
@@ -56,8 +47,6 @@ def completion_loss(
     positions; equal to the full causal-LM loss because no label lies before them.
     ``token_weights`` ([batch, completion_len], from ``completion_weights``) weighs each token's
     term; the sum is still divided by the count of labelled tokens."""
-    import torch.nn.functional as F
-
     k = completion_len
     outputs = model(
         input_ids=inputs["input_ids"],
@@ -85,8 +74,6 @@ def completion_weights(
     """[batch, K] weights of the last K label positions (K = the longest completion): each
     row's class weight on its completion's tokens. The class is read from the completion the
     row's labels hold (completions are distinct per class), so rows need no extra column."""
-    import torch
-
     k = max(len(c) for c in completions)
     classes = {tuple(c): i for i, c in enumerate(completions)}
     tail = labels[:, -k:].cpu()
@@ -108,8 +95,6 @@ def classifier_loss(
 ) -> tuple[torch.Tensor, Any]:
     """Cross-entropy of the head's logits; with ``class_weights`` each row's term is weighted
     by its class, and the sum divided by the count of rows (not of weights)."""
-    import torch.nn.functional as F
-
     outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     labels = inputs["labels"].to(outputs.logits.device)
     weight = None if class_weights is None else class_weights.to(outputs.logits.device)
@@ -139,7 +124,6 @@ class RvlTrainer(TrainerOverrides, Trainer):
         self.class_weights = None if class_weights is None else tuple(class_weights)
         self.chunk_aggregate = chunk_aggregate  # windows of one document -> one prediction
         self.say = say  # the stage's reporter (not Trainer.log, which records metrics)
-        self.last_predictions: Any = None  # of the latest validation, on the main process
         # Our losses are sums divided by num_items_in_batch: the Trainer must count the items
         # (it only does for models that "accept loss kwargs") and must not divide again.
         self.model_accepts_loss_kwargs = True
@@ -166,13 +150,9 @@ class RvlTrainer(TrainerOverrides, Trainer):
         if self.template.mode == "generative":
             token_weights = None if weights is None else completion_weights(
                 inputs["labels"], self.template.completions, weights)
-            loss, outputs = completion_loss(
-                model, inputs, self.template.max_completion_len, num_items_in_batch,
-                token_weights,
-            )
+            loss, outputs = completion_loss(model, inputs, self.template.max_completion_len,
+                                            num_items_in_batch, token_weights)
         else:
-            import torch  # heavy: only where a loss is computed
-
             tensor = None if weights is None else torch.tensor(weights, dtype=torch.float32)
             loss, outputs = classifier_loss(model, inputs, num_items_in_batch, tensor)
         if (
@@ -191,8 +171,6 @@ class RvlTrainer(TrainerOverrides, Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        from rvl_llm.inference.metrics import compute_metrics
-
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         true, predicted = self._predict_validation(dataset)
         # predict returns rows in dataset order with their own labels: never pair predictions
@@ -216,8 +194,6 @@ class RvlTrainer(TrainerOverrides, Trainer):
         in a forward, so shares may differ in size) and the shares are gathered in rank order.
         FSDP: every forward needs every process, so all of them score the whole split.
         """
-        from rvl_llm.inference.scoring import predict
-
         shared = self.args.world_size > 1 and not self.is_fsdp_enabled
         share = share_of(dataset, self.args.process_index, self.args.world_size) if shared \
             else dataset
@@ -232,7 +208,6 @@ class RvlTrainer(TrainerOverrides, Trainer):
                 class_chunk=VALIDATION_CLASS_CHUNK,
                 progress=False,
             )
-        self.last_predictions = predictions  # this process's share
         if shared:  # a collective: every process gathers, whatever its share
             predictions = concatenate_predictions(gather_in_rank_order(predictions,
                                                                        self.accelerator))
