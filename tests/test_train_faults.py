@@ -28,7 +28,7 @@ from rvl_llm.pipeline.config import PrepareConfig
 from rvl_llm.pipeline.prompt import PromptSpec
 from rvl_llm.presets import TOKENIZER_FILES
 from rvl_llm.recipe import Quantization, Recipe, TrainSettings
-from rvl_llm.train import model as train_model
+from rvl_llm.train import run as train_run
 from rvl_llm.train.cli import train_command
 from rvl_llm.train.config import TRAIN_SPLITS, TrainConfig
 from rvl_llm.train.run import run_train
@@ -68,7 +68,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def load_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded before every check passed")
 
-    monkeypatch.setattr(train_model, "load_model", load_model)
+    monkeypatch.setattr(train_run, "load_model", load_model)  # the name run_train calls
 
 
 def config(tmp_path: Path, model: Path, **overrides: Any) -> TrainConfig:

@@ -3,18 +3,22 @@ validation by accuracy in the right row order, config checks. No tokenizer, no f
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from rvl_llm.dataclass_json import convert
 from rvl_llm.errors import RvlError
 from rvl_llm.pipeline.manifest import IGNORE_INDEX, TemplateIds
 from rvl_llm.presets import load_presets
 from rvl_llm.recipe import DEFAULT_LR
 from rvl_llm.train.config import TrainConfig, with_preset_defaults
 from rvl_llm.train.data import ClassifierCollator, GenerativeCollator
+from rvl_llm.train.model import lora_targets
 from rvl_llm.train.trainer import completion_loss
 
 EOS = 2
@@ -236,3 +240,14 @@ def test_pad_token_choice() -> None:
     assert resolve_pad_token(padded, "a", None) == "a"
     with pytest.raises(RvlError, match="--set-pad-token <nope>"):
         resolve_pad_token(padded, "<nope>", None)
+
+
+def test_lora_targets_read_back_from_a_recipe_as_written() -> None:
+    """A recipe's JSON gives a tuple back: a list recorded at train time made --resume see a
+    changed run."""
+    presets = list(load_presets().values())
+    listing = replace(presets[0], lora_targets=("q_proj", "v_proj"))  # no shipped one lists
+    for preset in (*presets, listing, None):
+        targets = lora_targets(preset)
+        assert isinstance(targets, str | tuple)
+        assert convert(str | tuple[str, ...], json.loads(json.dumps(targets)), "") == targets

@@ -98,9 +98,9 @@ def head_name(model: Any) -> str:
     raise RvlError(f"{type(model).__name__}: no classification head ({', '.join(HEAD_NAMES)})")
 
 
-def lora_targets(preset: Preset | None) -> str | list[str]:
-    targets = preset.lora_targets if preset else "all-linear"
-    return targets if isinstance(targets, str) else list(targets)
+def lora_targets(preset: Preset | None) -> str | tuple[str, ...]:
+    """The preset's LoRA modules, else peft's "all-linear" (as the recipe records them)."""
+    return preset.lora_targets if preset else "all-linear"
 
 
 def load_model(
@@ -133,7 +133,7 @@ def load_model(
     return make_trainable(model, cfg, lora_targets(preset))
 
 
-def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> Any:
+def make_trainable(model: Any, cfg: TrainConfig, targets: str | tuple[str, ...]) -> Any:
     import torch
 
     head = None if cfg.data.generative else head_name(model)
@@ -151,7 +151,8 @@ def make_trainable(model: Any, cfg: TrainConfig, targets: str | list[str]) -> An
                 use_gradient_checkpointing=cfg.settings.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
-        lora = LoraConfig(**_lora_settings(cfg, head), target_modules=targets,
+        modules = targets if isinstance(targets, str) else list(targets)  # peft wants a list
+        lora = LoraConfig(**_lora_settings(cfg, head), target_modules=modules,
                           task_type="CAUSAL_LM" if cfg.data.generative else "SEQ_CLS")
         model = get_peft_model(model, lora)
     for param in model.parameters():
@@ -208,6 +209,6 @@ def _load_with_unsloth(
         targets = lora_targets(preset)
         model = FastLanguageModel.get_peft_model(
             model, **_lora_settings(cfg, None if cfg.data.generative else head_name(model)),
-            target_modules=list(UNSLOTH_ALL_LINEAR) if targets == "all-linear" else targets,
+            target_modules=list(UNSLOTH_ALL_LINEAR if targets == "all-linear" else targets),
             use_gradient_checkpointing=checkpointing, random_state=cfg.settings.seed)
     return model

@@ -44,6 +44,7 @@ from rvl_llm.train.guards import finite_guard
 from rvl_llm.train.model import (
     check_environment,
     load_model,
+    lora_targets,
     quantization_settings,
     resolve_mixed_precision,
 )
@@ -140,7 +141,7 @@ def build_recipe(cfg: TrainConfig, source: ModelSource, prepared: PrepareResult,
         prompt=prepared.prompt,
         settings=cfg.settings,
         pad_token=pad_token,
-        lora_targets=source.preset.lora_targets if source.preset else "all-linear",
+        lora_targets=lora_targets(source.preset),
         quantization=quantization_settings(cfg.settings.trainable or ""),
         mixed_precision=mixed_precision,
         cache_key=prepared.manifest.key,
